@@ -1,0 +1,1 @@
+"""Backends: anything with ``send(event)``. Routers are backends too, so trees nest."""

@@ -1,0 +1,85 @@
+"""Every exception eventrouter raises, each saying what to do next."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "ConfigError",
+    "ConfigIssue",
+    "EventEmissionExit",
+    "EventRouterError",
+    "MissingExtraError",
+    "TrackerNotRegisteredError",
+]
+
+
+class EventRouterError(Exception):
+    """Base class of the errors eventrouter raises itself."""
+
+
+class EventEmissionExit(Exception):  # noqa: N818 - the name is event-tracking's contract
+    """Raised by a processor to veto the event for its own branch of the tree.
+
+    The router that runs the processor stops processing the event and sends it to none of
+    its backends; sibling branches are not affected. This is not an error: it is counted as
+    ``vetoed``, not logged.
+    """
+
+
+class TrackerNotRegisteredError(EventRouterError, LookupError):
+    """No tracker is registered under the name asked for."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"no tracker is registered as {name!r}: create one and register it first, e.g. "
+            f"`eventrouter.tracker.register_tracker(eventrouter.load('routing.yaml'), {name!r})` "
+            f"or `register_tracker(Tracker(backends={{...}}), {name!r})`"
+        )
+        self.name = name
+
+
+class MissingExtraError(EventRouterError, ImportError):
+    """An optional integration was used without its extra installed."""
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        super().__init__(
+            f"{feature} needs the {module!r} package, which is not installed: "
+            f"run `pip install 'eventrouter[{extra}]'`"
+        )
+        self.extra = extra
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem found in a routing configuration.
+
+    Attributes:
+        message: what is wrong, and where possible what would be right.
+        path: the dotted path of the offending key (``backends.archive.options.path``).
+        file: the file it came from, or ``None`` for a mapping given in code.
+        line: the 1-based line in that file, or ``None`` when unknown.
+    """
+
+    message: str
+    path: str = ""
+    file: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.file or "<config>"
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        at = f" at {self.path}" if self.path else ""
+        return f"{where}{at}: {self.message}"
+
+
+class ConfigError(EventRouterError, ValueError):
+    """A routing configuration is invalid; ``issues`` lists every problem found."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues: tuple[ConfigIssue, ...] = tuple(issues)
+        count = len(self.issues)
+        head = f"{count} problem{'s' if count != 1 else ''} in the routing configuration"
+        super().__init__("\n".join([head + ":", *(f"  {issue}" for issue in self.issues)]))
