@@ -8,6 +8,7 @@ from dataclasses import dataclass
 __all__ = [
     "ConfigError",
     "ConfigIssue",
+    "DeliveryError",
     "EventEmissionExit",
     "EventRouterError",
     "MissingExtraError",
@@ -19,7 +20,7 @@ class EventRouterError(Exception):
     """Base class of the errors eventrouter raises itself."""
 
 
-class EventEmissionExit(Exception):  # noqa: N818 - the name is event-tracking's contract
+class EventEmissionExit(Exception):
     """Raised by a processor to veto the event for its own branch of the tree.
 
     The router that runs the processor stops processing the event and sends it to none of
@@ -83,3 +84,20 @@ class ConfigError(EventRouterError, ValueError):
         count = len(self.issues)
         head = f"{count} problem{'s' if count != 1 else ''} in the routing configuration"
         super().__init__("\n".join([head + ":", *(f"  {issue}" for issue in self.issues)]))
+
+
+class DeliveryError(EventRouterError):
+    """A backend could not deliver an event (or a batch).
+
+    Backends raise it (``from`` the underlying exception) so that the router above them, or
+    a retrying wrapper, can count, log and retry or dead-letter the event. The message names
+    the backend and the reason, never the event's data.
+
+    Attributes:
+        retryable: ``True`` when trying again later may succeed (a server down, a timeout,
+            a 5xx answer); ``False`` when it never will (a rejected document, bad credentials).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -1,0 +1,188 @@
+"""Routing speed: eventrouter vs openedx event-tracking vs a hand-written limit.
+
+The same tree in all three: a root router with two processors, a sink, and a nested router
+with one processor and two sinks. The event is a ~1 KB Open edX-style event. Run with
+``make bench`` (which installs event-tracking with ``pip install --no-deps event-tracking pytz``)
+or ``python benchmarks/routing.py [--events N] [--repeat R]``. Prints µs/event and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from eventrouter.backends.routing import RoutingBackend
+
+Event = dict[str, Any]
+
+
+def edx_event() -> Event:
+    """A realistic ~1 KB event as the Open edX LMS emits them."""
+    return {
+        "id": str(uuid.uuid4()),
+        "name": "edx.video.played",
+        "timestamp": dt.datetime(2026, 11, 20, 12, 30, 5, 123456, tzinfo=dt.UTC),
+        "data": {
+            "id": "i4x-HarvardX-CS50-video-5a1b6c2d",
+            "code": "html5",
+            "currentTime": 131.52,
+            "duration": 642.0,
+            "speed": "1.50",
+            "transcripts": ["en", "es", "fr"],
+            "module_id": "block-v1:HarvardX+CS50+2026_T1+type@video+block@5a1b6c2d",
+        },
+        "context": {
+            "user_id": 4815162342,
+            "username": "learner_0042",
+            "course_id": "course-v1:HarvardX+CS50+2026_T1",
+            "org_id": "HarvardX",
+            "session": "c6f1e2d3a4b5c6d7e8f9a0b1c2d3e4f5",
+            "ip": "203.0.113.42",
+            "agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari",
+            "host": "courses.example.org",
+            "path": "/event",
+            "referer": "https://courses.example.org/courses/course-v1:HarvardX+CS50/courseware",
+            "accept_language": "en-US,en;q=0.9",
+            "page": "https://courses.example.org/courses/course-v1:HarvardX+CS50/courseware/w1",
+            "enterprise_uuid": "",
+            "module": {"display_name": "Lecture 1: Scratch", "usage_key": "block-v1:x"},
+            "asides": {},
+            "tags": ["video", "lecture", "week-1"],
+        },
+    }
+
+
+# The processors and sinks: identical callables for all three implementations.
+def add_site(event: Event) -> Event | None:
+    event["context"]["site"] = "courses.example.org"
+    return None
+
+
+def drop_nothing(event: Event) -> Event | None:
+    if event["name"].startswith("edx.internal."):
+        raise RuntimeError("unreachable in this benchmark")
+    return event
+
+
+def tag_analytics(event: Event) -> Event | None:
+    event["data"]["routed_to"] = "analytics"
+    return None
+
+
+class Sink:
+    """A backend that keeps a count, standing in for a real one."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def send(self, event: Event) -> None:
+        self.count += 1
+
+
+def build_eventrouter() -> Callable[[Event], None]:
+    nested = RoutingBackend(
+        backends={"segment": Sink(), "mongo": Sink()}, processors=[tag_analytics]
+    )
+    root = RoutingBackend(
+        backends={"archive": Sink(), "analytics": nested}, processors=[add_site, drop_nothing]
+    )
+    return root.send
+
+
+def build_event_tracking() -> Callable[[Event], None] | None:
+    try:
+        from eventtracking.backends.routing import RoutingBackend as ETRoutingBackend
+    except ImportError:
+        return None
+    nested = ETRoutingBackend(
+        backends={"segment": Sink(), "mongo": Sink()}, processors=[tag_analytics]
+    )
+    root = ETRoutingBackend(
+        backends={"archive": Sink(), "analytics": nested}, processors=[add_site, drop_nothing]
+    )
+    return root.send
+
+
+def plain_copy(value: Any) -> Any:
+    """One plain recursive copy: what any router must at least do per level."""
+    if isinstance(value, dict):
+        return {key: plain_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_copy(item) for item in value]
+    return value
+
+
+def build_hand_written() -> Callable[[Event], None]:
+    archive, segment, mongo = Sink(), Sink(), Sink()
+
+    def nested(event: Event) -> None:
+        event = plain_copy(event)
+        result = tag_analytics(event)
+        event = event if result is None else result
+        segment.send(event)
+        mongo.send(event)
+
+    def root(event: Event) -> None:
+        event = plain_copy(event)
+        for processor in (add_site, drop_nothing):
+            result = processor(event)
+            event = event if result is None else result
+        nested(event)
+        archive.send(event)
+
+    return root
+
+
+def measure(send: Callable[[Event], None], event: Event, events: int, repeat: int) -> float:
+    """Best-of-``repeat`` µs per event over ``events`` sends."""
+    for _ in range(min(events, 2000)):
+        send(event)
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(events):
+            send(event)
+        samples.append((time.perf_counter() - start) / events * 1e6)
+    return min(samples) if repeat < 5 else statistics.median(sorted(samples)[: repeat // 2 + 1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args(argv)
+    event = edx_event()
+    size = len(json.dumps(event, default=str))
+    results: dict[str, float] = {}
+    results["hand-written"] = measure(build_hand_written(), event, args.events, args.repeat)
+    results["eventrouter"] = measure(build_eventrouter(), event, args.events, args.repeat)
+    et = build_event_tracking()
+    if et is not None:
+        results["event-tracking"] = measure(et, event, args.events, args.repeat)
+    print(f"event size: {size} bytes as JSON; {args.events} events x {args.repeat} runs")
+    for name, us in results.items():
+        print(f"  {name:<15} {us:8.2f} µs/event")
+    ours = results["eventrouter"]
+    print(f"eventrouter / hand-written: {ours / results['hand-written']:.2f}x (target <= 1.3x)")
+    if "event-tracking" in results:
+        print(
+            f"event-tracking / eventrouter: {results['event-tracking'] / ours:.1f}x faster "
+            "(target >= 5x)"
+        )
+    else:
+        print(
+            "event-tracking not installed: pip install --no-deps event-tracking pytz",
+            file=sys.stderr,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

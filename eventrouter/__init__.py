@@ -1,0 +1,60 @@
+"""eventrouter: route application events through processors to backends.
+
+    from eventrouter import tracker
+    tracker.register_tracker(eventrouter.load("routing.yaml"))
+    tracker.emit("video.played", {"video_id": "intro"})
+
+Since 0.1.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from eventrouter import tracker
+from eventrouter.backends.memory import MemoryBackend
+from eventrouter.backends.routing import RoutingBackend
+from eventrouter.errors import (
+    ConfigError,
+    DeliveryError,
+    EventEmissionExit,
+    EventRouterError,
+    MissingExtraError,
+    TrackerNotRegisteredError,
+)
+from eventrouter.event import build_event, copy_event
+from eventrouter.tracker import Tracker, emit, get_tracker, register_tracker
+
+if TYPE_CHECKING:
+    from eventrouter.config import load
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DeliveryError",
+    "EventEmissionExit",
+    "EventRouterError",
+    "MemoryBackend",
+    "MissingExtraError",
+    "RoutingBackend",
+    "Tracker",
+    "TrackerNotRegisteredError",
+    "__version__",
+    "build_event",
+    "copy_event",
+    "emit",
+    "get_tracker",
+    "load",
+    "register_tracker",
+    "tracker",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # `load` lives in eventrouter.config, which pulls in YAML handling: import it on first use.
+    if name == "load":
+        from eventrouter.config import load
+
+        return load
+    raise AttributeError(f"module 'eventrouter' has no attribute {name!r}")

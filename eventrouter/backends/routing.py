@@ -1,0 +1,281 @@
+"""RoutingBackend: copy the event, run the processor chain, fan out to named backends.
+
+A router is itself a backend, so routing trees nest. Nothing that fails below a router
+(a processor, a backend, a server) raises out of :meth:`RoutingBackend.send`: it is logged
+once, with the event's name and id only, and counted in :meth:`RoutingBackend.stats`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from eventrouter.errors import EventEmissionExit, EventRouterError
+from eventrouter.event import copy_event
+from eventrouter.typing import Backend, Event
+
+__all__ = ["RoutingBackend"]
+
+log = logging.getLogger("eventrouter.routing")
+
+ProcessorFn = Callable[[Event], Event | None]
+
+
+def describe(obj: object) -> str:
+    """A short, data-free label for a processor or backend, for logs."""
+    target = (
+        obj if isinstance(obj, type) or (callable(obj) and hasattr(obj, "__qualname__")) else None
+    )
+    if target is None:
+        target = type(obj)
+    module = getattr(target, "__module__", "") or ""
+    qualname = getattr(target, "__qualname__", None) or type(obj).__qualname__
+    return f"{module}.{qualname}" if module else qualname
+
+
+def _event_label(event: object) -> str:
+    """``name=... id=...`` for logs; works for events without a name, or that are not dicts."""
+    if isinstance(event, Mapping):
+        return f"name={event.get('name')!r} id={event.get('id')!r}"
+    return f"<{type(event).__name__} event>"
+
+
+def _where(exc: BaseException) -> str:
+    """``file:line`` of the frame that raised, so a log line locates a failure without data."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "?"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
+def _is_foreign_veto(exc: Exception) -> bool:
+    """True for event-tracking's own ``EventEmissionExit``, so migrated processors still veto."""
+    return type(exc).__name__ == "EventEmissionExit"
+
+
+class RoutingBackend:
+    """Copy each event, run it through processors, then send it to every backend.
+
+    Args:
+        backends: named backends (anything with ``send(event)``). A mapping is registered in
+            ascending key order, which is the order events are delivered in.
+        processors: callables run in order on each event. A processor may mutate the event,
+            return a new one, or return ``None`` to keep the current one; raising
+            :class:`~eventrouter.EventEmissionExit` vetoes the event for this router's branch.
+
+    ``send`` never raises for a failure downstream: processor errors are logged and counted
+    and the chain continues with the event as it was; a failing backend is logged and
+    counted and the other backends still receive the event.
+
+    Since 0.1.
+    """
+
+    def __init__(
+        self,
+        backends: Mapping[str, Backend] | None = None,
+        processors: Iterable[ProcessorFn] | None = None,
+    ) -> None:
+        self.backends: dict[str, Backend] = {}
+        self.processors: list[ProcessorFn] = []
+        # The hot path reads these two tuples; they are rebuilt on registration.
+        self._targets: tuple[tuple[str, Callable[[Event], Any]], ...] = ()
+        self._chain: tuple[ProcessorFn, ...] = ()
+        self._lock = threading.Lock()
+        self._received = 0
+        self._vetoed = 0
+        self._processor_errors = 0
+        self._failed: dict[str, int] = {}
+        for name in sorted(backends or {}):
+            self.register_backend(name, backends[name])  # type: ignore[index]
+        for processor in processors or ():
+            self.register_processor(processor)
+
+    # -- building -------------------------------------------------------------------------
+
+    def register_backend(self, name: str, backend: Backend) -> None:
+        """Add (or replace) the backend called ``name``; keeps backends in name order.
+
+        Raises:
+            ValueError: ``backend`` has no callable ``send``.
+        """
+        send = getattr(backend, "send", None)
+        if not callable(send):
+            raise ValueError(
+                f"backend {name!r} ({type(backend).__name__}) has no callable send(event): "
+                "a backend is any object with a send(event) method"
+            )
+        with self._lock:
+            self.backends[name] = backend
+            self.backends = {key: self.backends[key] for key in sorted(self.backends)}
+            self._failed.setdefault(name, 0)
+            self._targets = tuple((key, b.send) for key, b in self.backends.items())
+
+    def register_processor(self, processor: ProcessorFn) -> None:
+        """Append ``processor`` to the chain.
+
+        Raises:
+            ValueError: ``processor`` is not callable.
+        """
+        if not callable(processor):
+            raise ValueError(
+                f"processor {processor!r} is not callable: a processor is any callable that "
+                "takes the event and returns it, a new event, or None"
+            )
+        with self._lock:
+            self.processors.append(processor)
+            self._chain = tuple(self.processors)
+
+    # -- the hot path ---------------------------------------------------------------------
+
+    def send(self, event: Event) -> None:
+        """Route a copy of ``event``: process it, then deliver it to every backend."""
+        with self._lock:
+            self._received += 1
+        event = copy_event(event)
+        try:
+            event = self.process_event(event)
+        except EventEmissionExit:
+            with self._lock:
+                self._vetoed += 1
+            return
+        self.send_to_backends(event)
+
+    def process_event(self, event: Event) -> Event:
+        """Run the processors in order and return the resulting event.
+
+        Raises:
+            EventEmissionExit: a processor vetoed the event.
+        """
+        for processor in self._chain:
+            try:
+                result = processor(event)
+            except EventEmissionExit:
+                raise
+            except Exception as exc:
+                if _is_foreign_veto(exc):
+                    raise EventEmissionExit from exc
+                self._processor_failed(processor, event, exc)
+                continue
+            if result is not None:
+                if isinstance(result, dict):
+                    event = result
+                else:
+                    self._processor_failed(
+                        processor,
+                        event,
+                        TypeError(
+                            f"returned {type(result).__name__}; a processor returns the event, "
+                            "a new dict or None"
+                        ),
+                    )
+        return event
+
+    def send_to_backends(self, event: Event) -> None:
+        """Deliver ``event`` to every backend in name order; one failure stops no other."""
+        for name, send in self._targets:
+            try:
+                send(event)
+            except Exception as exc:
+                self._backend_failed(name, event, exc)
+
+    # -- the failure path -----------------------------------------------------------------
+
+    def _processor_failed(self, processor: object, event: Event, exc: Exception) -> None:
+        with self._lock:
+            self._processor_errors += 1
+        log.error(
+            "processor %s failed on event %s: %s at %s; the chain goes on without its change",
+            describe(processor),
+            _event_label(event),
+            type(exc).__name__,
+            _where(exc),
+            exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
+        )
+
+    def _backend_failed(self, name: str, event: Event, exc: Exception) -> None:
+        with self._lock:
+            self._failed[name] = self._failed.get(name, 0) + 1
+        log.error(
+            "backend %r failed on event %s: %s%s",
+            name,
+            _event_label(event),
+            type(exc).__name__,
+            f" ({exc})" if _is_own_error(exc) else f" at {_where(exc)}",
+            exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
+        )
+
+    # -- introspection and lifecycle ------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this router and, nested, of its backends that keep their own.
+
+        Returns a plain dict::
+
+            {"received": n, "vetoed": n, "processor_errors": n,
+             "backends": {name: {"delivered": n, "failed": n, "stats": {...}}}}
+
+        ``delivered`` counts events handed to the backend without an exception (an event still
+        being routed on another thread may already count as delivered). ``stats`` is present
+        when the backend has a ``stats()`` of its own (a nested router, a buffered backend).
+        """
+        with self._lock:
+            received, vetoed = self._received, self._vetoed
+            processor_errors = self._processor_errors
+            failed = dict(self._failed)
+            backends = dict(self.backends)
+        routed = received - vetoed
+        out: dict[str, Any] = {
+            "received": received,
+            "vetoed": vetoed,
+            "processor_errors": processor_errors,
+            "backends": {},
+        }
+        for name, backend in backends.items():
+            entry: dict[str, Any] = {
+                "delivered": routed - failed.get(name, 0),
+                "failed": failed.get(name, 0),
+            }
+            child_stats = getattr(backend, "stats", None)
+            if callable(child_stats):
+                entry["stats"] = child_stats()
+            out["backends"][name] = entry
+        return out
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Ask every backend that buffers to deliver what it holds (depth-first)."""
+        for name, backend in list(self.backends.items()):
+            flush = getattr(backend, "flush", None)
+            if callable(flush):
+                try:
+                    flush(timeout)
+                except Exception as exc:
+                    log.error("flushing backend %r failed: %s", name, _summary(exc))
+
+    def close(self) -> None:
+        """Close every backend that has a ``close()``; errors are logged, not raised."""
+        for name, backend in list(self.backends.items()):
+            close = getattr(backend, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception as exc:
+                    log.error("closing backend %r failed: %s", name, _summary(exc))
+
+    def __repr__(self) -> str:
+        return (
+            f"RoutingBackend(backends={list(self.backends)!r}, "
+            f"processors={[describe(p) for p in self.processors]!r})"
+        )
+
+
+def _is_own_error(exc: Exception) -> bool:
+    """Our own errors' messages are written to be safe to log (no event data)."""
+    return isinstance(exc, EventRouterError)
+
+
+def _summary(exc: Exception) -> str:
+    return f"{type(exc).__name__} ({exc})" if _is_own_error(exc) else type(exc).__name__

@@ -1,0 +1,248 @@
+"""Tracker: envelope, context stack isolated per thread and task, registry, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import eventrouter
+from eventrouter import MemoryBackend, Tracker, TrackerNotRegisteredError
+from eventrouter import tracker as tracker_module
+from eventrouter.testing import capture_events
+
+
+@pytest.fixture
+def sink() -> MemoryBackend:
+    return MemoryBackend()
+
+
+@pytest.fixture
+def tracker(sink: MemoryBackend) -> Tracker:
+    return Tracker(backends={"sink": sink})
+
+
+@pytest.fixture
+def registered(tracker: Tracker) -> Iterator[Tracker]:
+    tracker_module.register_tracker(tracker)
+    yield tracker
+    tracker_module.unregister_tracker()
+
+
+def test_emit_delivers_an_envelope_with_the_entered_context(
+    tracker: Tracker, sink: MemoryBackend
+) -> None:
+    with tracker.context("request", {"user_id": 3, "ip": "198.51.100.1"}):
+        tracker.emit("video.played", {"video": "intro"})
+    [event] = sink.events
+    assert event["name"] == "video.played"
+    assert event["data"] == {"video": "intro"}
+    assert event["context"] == {"user_id": 3, "ip": "198.51.100.1"}
+
+
+def test_emit_does_not_touch_the_callers_data(tracker: Tracker, sink: MemoryBackend) -> None:
+    def mutate(event: dict[str, Any]) -> None:
+        event["data"]["list"].append("changed")
+
+    tracker.router.register_processor(mutate)
+    data = {"list": ["original"]}
+    tracker.emit("a", data)
+    assert data == {"list": ["original"]}
+    assert sink.events[0]["data"]["list"] == ["original", "changed"]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "error", "message"),
+    [
+        (None, {}, TypeError, "name must be a str"),
+        (42, {}, TypeError, "name must be a str, not int"),
+        ("", {}, ValueError, "must not be empty"),
+        ("a", [1, 2], TypeError, "data must be a mapping or None, not list"),
+    ],
+)
+def test_emit_rejects_wrong_arguments_at_once(
+    tracker: Tracker, sink: MemoryBackend, name: Any, data: Any, error: type, message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        tracker.emit(name, data)
+    assert sink.events == []
+
+
+def test_later_contexts_win_and_exiting_restores_the_earlier_value(
+    tracker: Tracker, sink: MemoryBackend
+) -> None:
+    tracker.enter_context("outer", {"course": "cs50", "user_id": 1})
+    tracker.enter_context("inner", {"user_id": 2})
+    assert tracker.resolve_context() == {"course": "cs50", "user_id": 2}
+    tracker.exit_context("inner")
+    assert tracker.resolve_context() == {"course": "cs50", "user_id": 1}
+    tracker.exit_context("outer")
+    assert tracker.resolve_context() == {}
+
+
+def test_exit_context_removes_the_named_entry_even_if_not_last(tracker: Tracker) -> None:
+    tracker.enter_context("a", {"x": 1})
+    tracker.enter_context("b", {"y": 2})
+    tracker.exit_context("a")
+    assert tracker.resolve_context() == {"y": 2}
+
+
+def test_exit_context_of_an_unknown_name_raises_key_error(tracker: Tracker) -> None:
+    with pytest.raises(KeyError, match="no context named 'nope'"):
+        tracker.exit_context("nope")
+
+
+def test_context_block_is_exited_even_on_error(tracker: Tracker) -> None:
+    with pytest.raises(RuntimeError), tracker.context("req", {"x": 1}):
+        raise RuntimeError("boom")
+    assert tracker.resolve_context() == {}
+
+
+def test_a_context_entered_later_does_not_change_an_event_already_emitted(
+    tracker: Tracker, sink: MemoryBackend
+) -> None:
+    with tracker.context("req", {"user_id": 1}):
+        tracker.emit("first")
+    with tracker.context("req", {"user_id": 2}):
+        tracker.emit("second")
+    assert [e["context"]["user_id"] for e in sink.events] == [1, 2]
+
+
+def test_contexts_are_isolated_between_threads(tracker: Tracker, sink: MemoryBackend) -> None:
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            with tracker.context("thread", {"thread": index}):
+                barrier.wait(timeout=10)  # all eight are inside their context at once
+                for step in range(50):
+                    tracker.emit("tick", {"thread": index, "step": step})
+                barrier.wait(timeout=10)
+            assert tracker.resolve_context() == {}
+        except BaseException as exc:  # surfaced in the main thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(sink.events) == 400
+    assert all(e["context"] == {"thread": e["data"]["thread"]} for e in sink.events)
+    assert tracker.resolve_context() == {}
+
+
+def test_contexts_are_isolated_between_asyncio_tasks(tracker: Tracker, sink: MemoryBackend) -> None:
+    async def task(index: int, started: asyncio.Barrier) -> None:
+        tracker.enter_context("task", {"task": index})
+        await started.wait()  # every task has entered its own context before any emits
+        for step in range(3):
+            tracker.emit("tick", {"task": index, "step": step})
+            await asyncio.sleep(0)
+        tracker.exit_context("task")
+
+    async def main() -> None:
+        started = asyncio.Barrier(50)
+        with tracker.context("app", {"app": "lms"}):
+            await asyncio.gather(*(task(i, started) for i in range(50)))
+            assert tracker.resolve_context() == {"app": "lms"}
+
+    asyncio.run(main())
+    assert len(sink.events) == 150
+    assert all(e["context"] == {"app": "lms", "task": e["data"]["task"]} for e in sink.events)
+
+
+def test_module_emit_uses_the_registered_default_tracker(
+    registered: Tracker, sink: MemoryBackend
+) -> None:
+    from eventrouter import tracker
+
+    tracker.emit("problem.graded", {"score": 1})
+    assert sink.names() == ["problem.graded"]
+    assert tracker.get_tracker() is registered
+
+
+def test_module_emit_without_a_registered_tracker_says_how_to_register() -> None:
+    tracker_module.unregister_tracker()
+    with pytest.raises(TrackerNotRegisteredError, match="register_tracker"):
+        tracker_module.emit("a")
+
+
+def test_get_tracker_by_name(tracker: Tracker) -> None:
+    tracker_module.register_tracker(tracker, "lms")
+    try:
+        assert tracker_module.get_tracker("lms") is tracker
+        with pytest.raises(TrackerNotRegisteredError, match="'studio'"):
+            tracker_module.get_tracker("studio")
+    finally:
+        tracker_module.unregister_tracker("lms")
+
+
+def test_register_tracker_rejects_other_objects() -> None:
+    with pytest.raises(TypeError, match="expected a Tracker"):
+        tracker_module.register_tracker(MemoryBackend())  # type: ignore[arg-type]
+
+
+def test_tracker_exposes_its_tree(tracker: Tracker, sink: MemoryBackend) -> None:
+    assert tracker.backends == {"sink": sink}
+    assert tracker.get_backend("sink") is sink
+    assert tracker.processors == []
+    with pytest.raises(KeyError, match=r"no backend named 'x' \(backends: sink\)"):
+        tracker.get_backend("x")
+
+
+def test_tracker_stats_are_the_trees(tracker: Tracker) -> None:
+    tracker.emit("a")
+    tracker.emit("b")
+    stats = tracker.stats()
+    assert stats["received"] == 2
+    assert stats["backends"]["sink"]["delivered"] == 2
+
+
+def test_close_flushes_then_closes_the_tree() -> None:
+    calls: list[str] = []
+
+    class Node:
+        def send(self, event: dict[str, Any]) -> None:
+            pass
+
+        def flush(self, timeout: float | None = None) -> None:
+            calls.append("flush")
+
+        def close(self) -> None:
+            calls.append("close")
+
+    Tracker(backends={"nested": eventrouter.RoutingBackend({"n": Node()})}).close()
+    assert calls == ["flush", "close"]
+
+
+def test_capture_events_collects_emitted_events_without_routing_them(
+    registered: Tracker, sink: MemoryBackend
+) -> None:
+    with capture_events() as events:
+        tracker_module.emit("video.played", {"v": 1})
+    assert [e["name"] for e in events] == ["video.played"]
+    assert sink.events == []
+    tracker_module.emit("after")
+    assert sink.names() == ["after"]
+
+
+def test_capture_events_can_pass_events_through(registered: Tracker, sink: MemoryBackend) -> None:
+    with capture_events(registered, passthrough=True) as events:
+        registered.emit("a")
+    assert len(events) == 1
+    assert sink.names() == ["a"]
+
+
+def test_capture_events_works_with_no_tracker_registered() -> None:
+    tracker_module.unregister_tracker()
+    with capture_events() as events:
+        tracker_module.emit("a", {"x": 1})
+    assert events[0]["data"] == {"x": 1}
+    with pytest.raises(TrackerNotRegisteredError):
+        tracker_module.get_tracker()
