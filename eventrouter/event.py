@@ -135,7 +135,9 @@ def copy_event(event: Any) -> Any:
     (numbers, strings, bytes, datetimes, Decimals, UUIDs) are shared; tuples and sets are
     rebuilt from copied items; other objects go through :func:`copy.deepcopy`, and an object
     that cannot be deep-copied is shared as it is (logged once per type) rather than losing the
-    event. Cyclic data keeps its cycles; very deep data is copied without recursion.
+    event (that includes objects nested too deeply for :func:`copy.deepcopy`). Cyclic data
+    keeps its cycles; very deep dicts, lists, tuples and sets are copied without recursion.
+    It never raises.
 
     Two references to the same list inside the event become two equal lists in the fast
     path (as JSON would make them); cyclic or very deep events keep their sharing exactly.
@@ -191,9 +193,7 @@ def _deepcopy_leaf(value: Any, memo: dict[int, Any]) -> Any:
     """Deep-copy an object of a type the fast path does not know; share it if impossible."""
     try:
         return copy.deepcopy(value, memo)
-    except RecursionError:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # includes RecursionError from very deep objects
         cls = type(value)
         if cls not in _uncopyable_logged:
             _uncopyable_logged.add(cls)

@@ -198,3 +198,17 @@ def test_mapping_data_is_taken_as_a_dict() -> None:
     event = build_event("a", MappingProxyType({"x": 1}))
     assert type(event["data"]) is dict
     assert event["data"] == {"x": 1}
+
+
+class Link:
+    def __init__(self, next_link: Link | None) -> None:
+        self.next = next_link
+
+
+def test_objects_too_deep_for_deepcopy_are_shared_instead_of_raising() -> None:
+    chain: Link | None = None
+    for _ in range(20_000):
+        chain = Link(chain)
+    copied = copy_event({"chain": chain, "data": [1]})
+    assert copied["chain"] is chain
+    assert copied["data"] == [1]
