@@ -1,0 +1,167 @@
+"""Redact: replace personal or secret values before events leave the process.
+
+Since 0.1.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from eventrouter.errors import EventEmissionExit
+from eventrouter.paths import ParsedPath, format_path, parse_path
+from eventrouter.patterns import PatternSet
+from eventrouter.typing import Event
+
+__all__ = ["Redact"]
+
+logger = logging.getLogger(__name__)
+
+_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+
+
+class Redact:
+    """Replace the values at given paths, and under keys matching patterns, keeping the keys.
+
+    YAML short name ``redact``.
+
+    - ``fields`` are dotted paths (:mod:`eventrouter.paths`); a missing path is fine. When a
+      path meets a list where it expects a mapping key, the rest of the path is applied to
+      every element, so ``data.students.email`` redacts the ``email`` of every student in a
+      list. A digit segment on a list still addresses that one element.
+    - ``patterns`` are name patterns (:mod:`eventrouter.patterns`) matched, **ignoring case**,
+      against every string key at any depth, in mappings, lists and tuples, including the
+      envelope's own keys: ``["*password*", "*token*"]`` redacts ``password``,
+      ``resetToken`` and ``data.users.0.api_token``.
+    - The whole value is replaced, even when it is a mapping or a list, so nothing of it
+      remains. Tuples on the way are rebuilt.
+    - It fails closed: if redaction cannot complete (a read-only mapping on the way, data
+      nested past Python's recursion limit...), the event is vetoed rather than passed on
+      unredacted, and a warning names the event's ``name`` and ``id``.
+
+    Args:
+        fields: dotted paths whose values are replaced.
+        replacement: the value put in place of each redacted value.
+        patterns: key patterns; any key matching one has its value replaced, at any depth.
+
+    Raises:
+        TypeError: ``fields`` or ``patterns`` is a bare string.
+        ValueError: a path or pattern is invalid, or neither ``fields`` nor ``patterns`` is
+            given.
+
+    Since 0.1.
+    """
+
+    __slots__ = ("_keys", "_paths", "replacement")
+
+    def __init__(
+        self,
+        fields: list[str] | None = None,
+        replacement: str | None = "[REDACTED]",
+        patterns: list[str] | None = None,
+    ) -> None:
+        for option, value in (("fields", fields), ("patterns", patterns)):
+            if isinstance(value, (str, bytes)):
+                raise TypeError(
+                    f"{option} must be a list, not a single string: write {option}=[{value!r}]"
+                )
+        self._paths: tuple[ParsedPath, ...] = tuple(parse_path(path) for path in fields or ())
+        self._keys = PatternSet(patterns, ignore_case=True) if patterns else None
+        if not self._paths and self._keys is None:
+            raise ValueError("Redact needs `fields`, `patterns`, or both: nothing to redact")
+        self.replacement = replacement
+
+    def __call__(self, event: Event) -> Event:
+        """Redact ``event`` in place and return it.
+
+        Raises:
+            EventEmissionExit: redaction could not complete (the event is not passed on).
+        """
+        try:
+            for path in self._paths:
+                self._redact_path(event, path, 0)
+            if self._keys is not None:
+                self._redact_keys(event, set())
+        except Exception as exc:
+            logger.warning(
+                "could not redact event %r (id %r): %s; the event is vetoed",
+                event.get("name") if isinstance(event, Mapping) else None,
+                event.get("id") if isinstance(event, Mapping) else None,
+                type(exc).__name__,
+            )
+            raise EventEmissionExit("redaction failed") from exc
+        return event
+
+    def _redact_path(self, node: Any, path: ParsedPath, position: int) -> Any:
+        """Redact ``path[position:]`` inside ``node``; return node, or its replacement tuple."""
+        key, list_index = path[position]
+        last = position == len(path) - 1
+        if type(node) is dict or isinstance(node, Mapping):
+            if key not in node:
+                return node
+            child = node[key]
+            new = self.replacement if last else self._redact_path(child, path, position + 1)
+            if new is not child:
+                _assign(node, key, new, path)
+            return node
+        if isinstance(node, (list, tuple)):
+            if list_index is not None:
+                if list_index >= len(node):
+                    return node
+                child = node[list_index]
+                new = self.replacement if last else self._redact_path(child, path, position + 1)
+                return _replace_item(node, list_index, child, new)
+            for item_index, child in enumerate(node):  # fan out over the elements
+                new = self._redact_path(child, path, position)
+                node = _replace_item(node, item_index, child, new)
+        return node
+
+    def _redact_keys(self, node: Any, seen: set[int]) -> Any:
+        """Redact matching keys anywhere in ``node``; return node, or its replacement tuple."""
+        if id(node) in seen:
+            return node
+        if type(node) is dict or isinstance(node, Mapping):
+            seen.add(id(node))
+            changes: list[tuple[Any, Any]] | None = None
+            for key, value in node.items():
+                if isinstance(key, str) and self._keys is not None and self._keys.matches(key):
+                    new = self.replacement
+                elif type(value) not in _SCALARS and isinstance(value, (Mapping, list, tuple)):
+                    new = self._redact_keys(value, seen)
+                else:
+                    continue
+                if new is not value:
+                    if changes is None:
+                        changes = []
+                    changes.append((key, new))
+            for key, new in changes or ():
+                _assign(node, key, new, None)
+        elif isinstance(node, (list, tuple)):
+            seen.add(id(node))
+            for item_index, child in enumerate(node):
+                if type(child) not in _SCALARS and isinstance(child, (Mapping, list, tuple)):
+                    node = _replace_item(node, item_index, child, self._redact_keys(child, seen))
+        return node
+
+    def __repr__(self) -> str:
+        fields = [format_path(path) for path in self._paths]
+        patterns = list(self._keys.patterns) if self._keys is not None else None
+        return f"Redact(fields={fields!r}, replacement={self.replacement!r}, patterns={patterns!r})"
+
+
+def _assign(node: Mapping[Any, Any], key: Any, value: Any, path: ParsedPath | None) -> None:
+    if not isinstance(node, MutableMapping):
+        where = format_path(path) if path is not None else repr(key)
+        raise TypeError(f"cannot redact {where}: {type(node).__name__} is read-only")
+    node[key] = value
+
+
+def _replace_item(node: Any, index: int, old: Any, new: Any) -> Any:
+    """Put ``new`` at ``index`` of a list (in place) or tuple (rebuilt); return the sequence."""
+    if new is old:
+        return node
+    if isinstance(node, list):
+        node[index] = new
+        return node
+    return (*node[:index], new, *node[index + 1 :])
