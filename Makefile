@@ -15,11 +15,14 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	$(BIN)/eventrouter route examples/config.yaml examples/events.jsonl
+	@echo "Output: every event in out/archive.jsonl; the filtered, redacted analytics"
+	@echo "branch in out/analytics.jsonl. First analytics line:"
+	@head -n 1 out/analytics.jsonl
 
 lint: $(STAMP)
-	$(BIN)/ruff check eventrouter tests benchmarks scripts
-	$(BIN)/ruff format --check eventrouter tests benchmarks scripts
+	$(BIN)/ruff check eventrouter tests benchmarks scripts examples
+	$(BIN)/ruff format --check eventrouter tests benchmarks scripts examples
 	$(BIN)/mypy
 
 test: lint

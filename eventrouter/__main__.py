@@ -1,0 +1,5 @@
+"""Run the command line: ``python -m eventrouter``."""
+
+from eventrouter.cli import main
+
+raise SystemExit(main())

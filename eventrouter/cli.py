@@ -1,0 +1,405 @@
+"""The ``eventrouter`` command: ``validate``, ``tree`` and ``route``.
+
+Exit status: 0 when everything went well; 1 when ``route`` skipped malformed lines or a
+backend failed to deliver; 2 for an invalid configuration or a usage error; 130 when
+interrupted (after flushing and printing the summary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from eventrouter.config import ConfigNode, ConfigTree, build, read_config
+from eventrouter.errors import ConfigError, EventRouterError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+MAX_REPORTED_LINES = 20
+_SHOWN_OPTIONS = ("path", "logger_name", "uri", "database", "collection", "allow", "block")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``eventrouter`` command line; returns the exit status.
+
+    Args:
+        argv: the arguments (without the program name); defaults to ``sys.argv[1:]``.
+
+    Since 0.1.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    _setup_logging(args.verbose)
+    try:
+        status: int = args.run(args)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except (EventRouterError, OSError) as exc:
+        print(f"eventrouter: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("eventrouter: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eventrouter",
+        description="Validate, draw and run eventrouter routing trees.",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log informational messages to stderr"
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate",
+        help="check a routing configuration",
+        description="Check a routing configuration without building it: exit 0 and a "
+        "one-line summary, or exit 2 and every problem with its file, line and path.",
+    )
+    validate.add_argument("config", metavar="CONFIG", help="the YAML routing configuration")
+    validate.set_defaults(run=_validate)
+
+    tree = commands.add_parser(
+        "tree",
+        help="draw the routing tree",
+        description="Draw the routing tree: routers, processors, backends and their key "
+        "options (secrets masked, values from the environment shown as written).",
+    )
+    tree.add_argument("config", metavar="CONFIG", help="the YAML routing configuration")
+    tree.set_defaults(run=_tree)
+
+    route = commands.add_parser(
+        "route",
+        help="route JSON-lines events through the tree",
+        description='Read JSON lines ({"name": ..., "data": {...}, "context"?: {...}, '
+        '"timestamp"?: ISO 8601}) and route each event through the tree, then print a '
+        "summary. Malformed lines are reported with their line numbers and skipped (exit 1).",
+    )
+    route.add_argument("config", metavar="CONFIG", help="the YAML routing configuration")
+    route.add_argument(
+        "events",
+        metavar="FILE",
+        nargs="?",
+        default="-",
+        help="the JSON-lines file to read; '-' (the default) reads standard input",
+    )
+    route.add_argument(
+        "--no-progress", action="store_true", help="do not show a progress bar on a terminal"
+    )
+    route.set_defaults(run=_route)
+    return parser
+
+
+class _HideEvents(logging.Filter):
+    """Keep the logger backend's own records (event lines) off the console."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith("eventrouter.events")
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("eventrouter: %(levelname)s: %(message)s"))
+    handler.addFilter(_HideEvents())
+    handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger = logging.getLogger("eventrouter")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def _stdout() -> Console:
+    console = Console(file=sys.stdout, highlight=False)
+    if not console.is_terminal:
+        console.width = 120
+    return console
+
+
+# -- validate -----------------------------------------------------------------------------
+
+
+def _validate(args: argparse.Namespace) -> int:
+    tree = read_config(args.config)
+    origin = " (translated from event-tracking settings)" if tree.migrated else ""
+    print(f"{args.config}: valid{origin}: {tree.summary()}")
+    for note in tree.notes:
+        print(f"  note: {note}")
+    return EXIT_OK
+
+
+# -- tree ---------------------------------------------------------------------------------
+
+
+def _label(node: ConfigNode, *, show_options: bool = True) -> Text:
+    text = Text()
+    if node.kind == "backend":
+        text.append(node.name, style="bold")
+        text.append(": ")
+    text.append("router" if node.router and node.class_name == "router" else node.class_name)
+    if node.router and node.class_name != "router":
+        text.append(" (router)")
+    if show_options:
+        for key, value in node.shown_options().items():
+            text.append(f"  {key}=", style="cyan")
+            text.append(value)
+    if not node.enabled:
+        text.append("  [disabled]", style="bold yellow")
+        text.stylize("dim")
+    return text
+
+
+def _add_children(
+    branch: Tree, processors: list[ConfigNode], backends: Mapping[str, ConfigNode]
+) -> None:
+    if processors:
+        chain = branch.add(Text("processors", style="magenta"))
+        for processor in processors:
+            chain.add(_label(processor))
+    for child in backends.values():
+        sub = branch.add(_label(child))
+        if child.router:
+            _add_children(sub, child.processors, child.backends)
+
+
+def _tree(args: argparse.Namespace) -> int:
+    config = read_config(args.config)
+    root = Tree(Text(f"{args.config} (root router)", style="bold"))
+    _add_children(root, config.processors, config.backends)
+    console = _stdout()
+    console.print(root)
+    console.print(config.summary())
+    return EXIT_OK
+
+
+# -- route --------------------------------------------------------------------------------
+
+
+@dataclass
+class _RouteCounts:
+    read: int = 0
+    rejected: int = 0
+    routed: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _parse_line(text: str) -> dict[str, Any]:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _Malformed(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise _Malformed("expected a JSON object with at least a `name`")
+    name = record.get("name")
+    if not isinstance(name, str) or not name:
+        raise _Malformed("`name` is missing or not a non-empty string")
+    data = record.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise _Malformed("`data` must be a JSON object")
+    context = record.get("context")
+    if context is not None and not isinstance(context, dict):
+        raise _Malformed("`context` must be a JSON object")
+    timestamp = _timestamp(record.get("timestamp"))
+    event_id = record.get("id")
+    if event_id is not None and not isinstance(event_id, str):
+        raise _Malformed("`id` must be a string")
+    from eventrouter.event import build_event
+
+    return build_event(name, data, context=context, timestamp=timestamp, event_id=event_id)
+
+
+def _timestamp(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _Malformed("`timestamp` must be an ISO 8601 string or a number of seconds")
+    try:
+        if isinstance(value, str):
+            return dt.datetime.fromisoformat(value)
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        raise _Malformed("`timestamp` is not a valid ISO 8601 date and time") from None
+
+
+def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+    yield from stream
+
+
+def _route(args: argparse.Namespace) -> int:
+    config = read_config(args.config)
+    source_name = "<stdin>" if args.events == "-" else args.events
+    stream: IO[bytes] = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")  # noqa: SIM115
+    tracker = build(config)
+    counts = _RouteCounts()
+    interrupted = False
+    err = Console(file=sys.stderr, highlight=False)
+    show_progress = args.events != "-" and not args.no_progress and err.is_terminal
+    try:
+        if show_progress:
+            _route_with_progress(stream, tracker, counts, args.events, err)
+        else:
+            _route_stream(stream, tracker, counts, None)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+        try:
+            tracker.flush()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, still report
+            interrupted = True
+        stats = tracker.stats()
+        try:
+            tracker.close()
+        except KeyboardInterrupt:
+            interrupted = True
+    for problem in counts.problems:
+        print(f"{source_name}:{problem}", file=sys.stderr)
+    hidden = counts.rejected - len(counts.problems)
+    if hidden > 0:
+        print(f"{source_name}: ... and {hidden} more malformed lines", file=sys.stderr)
+    failed = _print_summary(config, stats, counts, source_name)
+    if interrupted:
+        print(f"eventrouter: interrupted after {counts.read} lines", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_PROBLEMS if counts.rejected or failed else EXIT_OK
+
+
+def _route_with_progress(
+    stream: IO[bytes], tracker: Any, counts: _RouteCounts, path: str, err: Console
+) -> None:
+    import os
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    total = os.fstat(stream.fileno()).st_size
+    columns = (
+        TextColumn("routing"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(path, total=total)
+        _route_stream(stream, tracker, counts, lambda n: progress.advance(task, n))
+
+
+def _route_stream(stream: IO[bytes], tracker: Any, counts: _RouteCounts, advance: Any) -> None:
+    for number, raw in enumerate(_lines(stream), start=1):
+        if advance is not None:
+            advance(len(raw))
+        text = raw.strip()
+        if not text:
+            continue
+        counts.read += 1
+        try:
+            event = _parse_line(text.decode("utf-8"))
+        except UnicodeDecodeError:
+            _reject(counts, number, "not UTF-8 text")
+            continue
+        except (_Malformed, TypeError, ValueError) as exc:
+            _reject(counts, number, str(exc))
+            continue
+        tracker.send(event)
+        counts.routed += 1
+
+
+def _reject(counts: _RouteCounts, number: int, reason: str) -> None:
+    counts.rejected += 1
+    if len(counts.problems) < MAX_REPORTED_LINES:
+        counts.problems.append(f"{number}: skipped: {reason}")
+
+
+@dataclass
+class _Row:
+    path: str
+    node: ConfigNode | None
+    delivered: int | None = None
+    failed: int | None = None
+    note: str = ""
+
+
+def _rows(stats: Mapping[str, Any], nodes: Mapping[str, ConfigNode], prefix: str) -> Iterator[_Row]:
+    entries: Mapping[str, Any] = stats.get("backends", {})
+    for name, node in nodes.items():
+        path = f"{prefix}{name}"
+        entry = entries.get(name)
+        if entry is None:
+            yield _Row(path, node, note="disabled" if not node.enabled else "not built")
+            continue
+        child: Mapping[str, Any] = entry.get("stats") or {}
+        if node.router:
+            note = f"router: vetoed {child.get('vetoed', 0)}"
+            if child.get("processor_errors"):
+                note += f", processor errors {child['processor_errors']}"
+            yield _Row(path, node, entry.get("delivered"), entry.get("failed"), note)
+            yield from _rows(child, node.backends, f"{path}.")
+            continue
+        details = [f"{k}={v}" for k, v in node.shown_options().items() if k in _SHOWN_OPTIONS]
+        details += [f"{k}: {v}" for k, v in child.items() if isinstance(v, int) and v]
+        yield _Row(path, node, entry.get("delivered"), entry.get("failed"), "  ".join(details))
+
+
+def _print_summary(
+    config: ConfigTree, stats: Mapping[str, Any], counts: _RouteCounts, source: str
+) -> int:
+    console = _stdout()
+    totals = Table(title="input", show_header=False, title_justify="left")
+    totals.add_column("what")
+    totals.add_column("count", justify="right")
+    totals.add_row("file", Text(source))
+    totals.add_row("read", str(counts.read))
+    totals.add_row("rejected (malformed)", str(counts.rejected))
+    totals.add_row("routed", str(counts.routed))
+    totals.add_row("vetoed at the root", str(stats.get("vetoed", 0)))
+    if stats.get("processor_errors"):
+        totals.add_row("processor errors at the root", str(stats["processor_errors"]))
+    console.print(totals)
+
+    table = Table(title="backends", title_justify="left")
+    table.add_column("backend")
+    table.add_column("class")
+    table.add_column("delivered", justify="right")
+    table.add_column("failed", justify="right")
+    table.add_column("notes")
+    failed = 0
+    for row in _rows(stats, config.backends, ""):
+        assert row.node is not None
+        is_leaf = not row.node.router
+        if is_leaf and row.failed:
+            failed += row.failed
+        style = "dim" if row.note in ("disabled", "not built") else None
+        table.add_row(
+            Text(row.path),
+            Text(row.node.class_name),
+            "-" if row.delivered is None else str(row.delivered),
+            "-" if row.failed is None else str(row.failed),
+            Text(row.note),
+            style=style,
+        )
+    console.print(table)
+    return failed

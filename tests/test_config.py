@@ -1,0 +1,673 @@
+"""Specification of routing configurations: loading, validation, interpolation, secrets."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventrouter.backends.memory import MemoryBackend
+from eventrouter.backends.routing import RoutingBackend
+from eventrouter.config import ConfigTree, load, read_config
+from eventrouter.errors import ConfigError, ConfigIssue
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "routing.yaml"
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def issues_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> list[ConfigIssue]:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        read_config(path, env=env or {})
+    return list(caught.value.issues)
+
+
+# Each case: YAML text, expected line, expected dotted path, a fragment of the message.
+BAD_CONFIGS: list[tuple[str, str, int, str, str]] = [
+    (
+        "yaml_syntax_error",
+        """
+        backends:
+          archive: {class: memory
+        processors: []
+        """,
+        3,
+        "",
+        "YAML syntax error",
+    ),
+    (
+        "unknown_top_level_key",
+        """
+        backends: {a: memory}
+        procesors: []
+        """,
+        2,
+        "procesors",
+        "did you mean 'processors'",
+    ),
+    (
+        "unknown_backend_class",
+        """
+        backends:
+          archive:
+            class: memry
+        """,
+        3,
+        "backends.archive.class",
+        "did you mean 'memory'",
+    ),
+    (
+        "unknown_processor_short_name",
+        """
+        processors:
+          - redactt
+        backends: {a: memory}
+        """,
+        2,
+        "processors[0]",
+        "did you mean 'redact'",
+    ),
+    (
+        "unknown_option_name",
+        """
+        backends:
+          archive:
+            class: memory
+            options:
+              max_event: 3
+        """,
+        5,
+        "backends.archive.options.max_event",
+        "did you mean 'max_events'",
+    ),
+    (
+        "wrong_option_type",
+        """
+        backends:
+          archive:
+            class: memory
+            options: {max_events: lots}
+        """,
+        4,
+        "backends.archive.options.max_events",
+        "expected an integer or null, got a string ('lots')",
+    ),
+    (
+        "bare_string_where_list_expected",
+        """
+        backends:
+          analytics:
+            processors:
+              - class: name_filter
+                options:
+                  allow: "video.*"
+            backends: {m: memory}
+        """,
+        6,
+        "backends.analytics.processors[0].options.allow",
+        "expected a list of strings",
+    ),
+    (
+        "wrong_item_type_in_list",
+        """
+        processors:
+          - class: name_filter
+            options:
+              allow:
+                - video.*
+                - 42
+        backends: {a: memory}
+        """,
+        6,
+        "processors[0].options.allow[1]",
+        "expected a string",
+    ),
+    (
+        "options_not_a_mapping",
+        """
+        backends:
+          archive:
+            class: memory
+            options: [max_events, 3]
+        """,
+        4,
+        "backends.archive.options",
+        "`options` must be a mapping",
+    ),
+    (
+        "backends_not_a_mapping",
+        """
+        backends:
+          - memory
+        """,
+        2,
+        "backends",
+        "`backends` must be a mapping",
+    ),
+    (
+        "processors_not_a_list",
+        """
+        processors:
+          class: redact
+        backends: {a: memory}
+        """,
+        2,
+        "processors",
+        "`processors` must be a list",
+    ),
+    (
+        "unknown_node_key",
+        """
+        backends:
+          archive:
+            class: memory
+            option: {}
+        """,
+        4,
+        "backends.archive.option",
+        "did you mean 'options'",
+    ),
+    (
+        "missing_class",
+        """
+        backends:
+          archive:
+            options: {max_events: 3}
+        """,
+        3,
+        "backends.archive",
+        "`class` is missing",
+    ),
+    (
+        "missing_required_option",
+        """
+        processors:
+          - class: sample
+            options: {key: context.user_id}
+        backends: {a: memory}
+        """,
+        3,
+        "processors[0].options",
+        "needs the option 'rate'",
+    ),
+    (
+        "python_tag_refused",
+        """
+        backends:
+          archive:
+            class: memory
+            options:
+              max_events: !!python/object/apply:os.system ["echo owned"]
+        """,
+        5,
+        "backends.archive.options.max_events",
+        "!!python/object/apply:os.system is not allowed",
+    ),
+    (
+        "missing_environment_variable",
+        """
+        backends:
+          archive:
+            class: jsonlog
+            options: {path: "${ARCHIVE_PATH}"}
+        """,
+        4,
+        "backends.archive.options.path",
+        "ARCHIVE_PATH is not set",
+    ),
+    (
+        "children_on_a_non_router",
+        """
+        backends:
+          archive:
+            class: memory
+            backends: {x: memory}
+        """,
+        4,
+        "backends.archive.backends",
+        "only allowed on a router",
+    ),
+    (
+        "processor_name_used_as_backend",
+        """
+        backends:
+          archive: redact
+        """,
+        2,
+        "backends.archive",
+        "'redact' is a processor, not a backend",
+    ),
+    (
+        "dotted_path_with_typo",
+        """
+        backends:
+          archive:
+            class: eventrouter.backends.memory.MemoryBackand
+        """,
+        3,
+        "backends.archive.class",
+        "did you mean 'MemoryBackend'",
+    ),
+    (
+        "name_not_available_in_this_version",
+        """
+        backends:
+          archive:
+            class: celery
+        """,
+        3,
+        "backends.archive.class",
+        "not available in this version",
+    ),
+    (
+        "enabled_not_a_boolean",
+        """
+        backends:
+          archive:
+            class: memory
+            enabled: sometimes
+        """,
+        4,
+        "backends.archive.enabled",
+        "expected true or false",
+    ),
+    (
+        "duplicate_key",
+        """
+        backends:
+          archive: memory
+          archive: memory
+        """,
+        3,
+        "",
+        "duplicate key 'archive'",
+    ),
+    (
+        "literal_option_out_of_range",
+        """
+        processors:
+          - class: schema
+            options:
+              schemas: {}
+              on_invalid: explode
+        backends: {a: memory}
+        """,
+        5,
+        "processors[0].options.on_invalid",
+        "one of 'drop', 'tag', 'pass'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "path", "message"),
+    [case[1:] for case in BAD_CONFIGS],
+    ids=[case[0] for case in BAD_CONFIGS],
+)
+def test_bad_config_is_reported_with_file_line_and_path(
+    tmp_path: Path, text: str, line: int, path: str, message: str
+) -> None:
+    issues = issues_of(tmp_path, text)
+    matching = [i for i in issues if message in i.message]
+    assert matching, f"no issue mentions {message!r}: {issues}"
+    issue = matching[0]
+    assert (issue.line, issue.path) == (line, path)
+    assert issue.file == str(tmp_path / "routing.yaml")
+    rendered = str(issue)
+    assert f"routing.yaml:{line}" in rendered
+    assert path in rendered
+
+
+def test_every_problem_in_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    issues = issues_of(
+        tmp_path,
+        """
+        processors:
+          - redactt
+        backends:
+          archive: {class: memry}
+          other:
+            class: memory
+            options: {max_event: 3}
+          third: {class: jsonlog, options: {path: "${NOPE}"}}
+        """,
+    )
+    assert [i.line for i in issues] == [2, 4, 7, 8]
+
+
+def test_error_message_lists_issues_in_line_order(tmp_path: Path) -> None:
+    path = write(tmp_path, "backends:\n  b: {class: memry}\n  a: {class: memmory}\n")
+    with pytest.raises(ConfigError) as caught:
+        read_config(path, env={})
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "2 problems in the routing configuration:"
+    assert ":2 at backends.b.class" in lines[1]
+    assert ":3 at backends.a.class" in lines[2]
+
+
+def test_nothing_is_built_when_any_node_is_invalid(tmp_path: Path) -> None:
+    out = tmp_path / "out" / "archive.jsonl"
+    path = write(
+        tmp_path,
+        f"""
+        backends:
+          archive: {{class: jsonlog, options: {{path: "{out}"}}}}
+          broken: {{class: memry}}
+        """,
+    )
+    with pytest.raises(ConfigError):
+        load(path, env={})
+    assert not out.parent.exists()
+
+
+def test_empty_file_is_an_error(tmp_path: Path) -> None:
+    issues = issues_of(tmp_path, "# nothing\n")
+    assert "empty" in issues[0].message
+
+
+def test_missing_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        read_config(tmp_path / "nope.yaml")
+    assert caught.value.issues[0].file == str(tmp_path / "nope.yaml")
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    issues = issues_of(tmp_path, "- memory\n")
+    assert "must be a mapping" in issues[0].message
+
+
+def test_python_name_tag_is_refused_anywhere(tmp_path: Path) -> None:
+    issues = issues_of(tmp_path, "backends: !!python/name:os.system\n")
+    assert "!!python/name:os.system is not allowed" in issues[0].message
+
+
+# -- good configurations ------------------------------------------------------------------
+
+
+def test_router_tree_is_built_with_processors_and_backends(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        processors:
+          - class: name_filter
+            options: {allow: ["video.*"]}
+        backends:
+          archive: {class: memory}
+          analytics:
+            processors: [{class: redact, options: {fields: [context.ip]}}]
+            backends:
+              inbox: memory
+        """,
+    )
+    tracker = load(path, env={})
+    tracker.emit("video.played", {"id": 1})
+    tracker.emit("problem.checked", {})
+    with tracker.context("request", {"ip": "203.0.113.9"}):
+        tracker.emit("video.paused", {})
+    archive = tracker.get_backend("archive")
+    analytics = tracker.get_backend("analytics")
+    assert isinstance(archive, MemoryBackend)
+    assert isinstance(analytics, RoutingBackend)
+    inbox = analytics.backends["inbox"]
+    assert isinstance(inbox, MemoryBackend)
+    assert [e["name"] for e in archive.events] == ["video.played", "video.paused"]
+    assert inbox.events[1]["context"]["ip"] == "[REDACTED]"
+    assert archive.events[1]["context"]["ip"] == "203.0.113.9"
+
+
+def test_mapping_is_accepted_as_well_as_a_file() -> None:
+    tracker = load({"backends": {"mem": {"class": "memory", "options": {"max_events": 2}}}})
+    backend = tracker.get_backend("mem")
+    assert isinstance(backend, MemoryBackend)
+    assert backend.max_events == 2
+
+
+def test_mapping_errors_have_paths_but_no_file_or_line() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"backends": {"mem": {"class": "memory", "options": {"max": 2}}}})
+    (issue,) = caught.value.issues
+    assert (issue.file, issue.line, issue.path) == (None, None, "backends.mem.options.max")
+
+
+USER_MODULE = """
+def add_site(event):
+    event["context"]["site"] = "example.org"
+
+
+
+class EchoingBackend:
+    def __init__(self, api_token: str) -> None:
+        raise ValueError(f"token {api_token} rejected")
+
+    def send(self, event):
+        pass
+"""
+
+
+@pytest.fixture
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A user's own module, importable by a dotted path, as in an application."""
+    (tmp_path / "myapp_tracking.py").write_text(USER_MODULE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "myapp_tracking"
+    sys.modules.pop("myapp_tracking", None)
+
+
+def test_bare_string_processor_is_a_callable_used_as_it_is(user_module: str) -> None:
+    tracker = load({"processors": [f"{user_module}.add_site"], "backends": {"mem": "memory"}})
+    tracker.emit("a", {})
+    assert tracker.get_backend("mem").events[0]["context"]["site"] == "example.org"
+
+
+def test_dotted_path_class_with_options_is_validated_against_its_signature() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(
+            {
+                "backends": {
+                    "mem": {
+                        "class": "eventrouter.backends.memory:MemoryBackend",
+                        "options": {"max_events": "3"},
+                    }
+                }
+            }
+        )
+    assert caught.value.issues[0].path == "backends.mem.options.max_events"
+
+
+def test_disabled_node_is_not_built_nor_checked_for_variables(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        backends:
+          mem: memory
+          segment:
+            class: segment
+            enabled: ${SEGMENT_ENABLED:-false}
+            options: {write_key: "${SEGMENT_WRITE_KEY}"}
+        """,
+    )
+    tree = read_config(path, env={})
+    assert not tree.backends["segment"].enabled
+    assert "disabled: backends.segment" in tree.summary()
+    tracker = load(path, env={})
+    assert list(tracker.backends) == ["mem"]
+
+
+def test_enabled_from_environment_turns_a_node_on(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        backends:
+          extra:
+            class: memory
+            enabled: ${EXTRA_ENABLED:-false}
+        """,
+    )
+    assert list(load(path, env={"EXTRA_ENABLED": "true"}).backends) == ["extra"]
+    assert list(load(path, env={}).backends) == []
+
+
+def test_disabled_node_still_reports_unknown_options(tmp_path: Path) -> None:
+    issues = issues_of(
+        tmp_path,
+        """
+        backends:
+          mem:
+            class: memory
+            enabled: false
+            options: {max_event: 3}
+        """,
+    )
+    assert issues[0].path == "backends.mem.options.max_event"
+
+
+def test_dead_letter_is_accepted_as_a_path(tmp_path: Path) -> None:
+    path = write(tmp_path, "dead_letter: out/dead.jsonl\nbackends: {m: memory}\n")
+    assert read_config(path, env={}).dead_letter == "out/dead.jsonl"
+
+
+def test_constructor_refusal_is_reported_with_the_node_path() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"backends": {"mem": {"class": "memory", "options": {"max_events": 0}}}})
+    (issue,) = caught.value.issues
+    assert issue.path == "backends.mem"
+    assert "ValueError" in issue.message
+
+
+# -- interpolation ------------------------------------------------------------------------
+
+
+def test_variable_is_expanded_inside_a_string(tmp_path: Path) -> None:
+    path = write(tmp_path, 'dead_letter: "${SPOOL}/dead.jsonl"\nbackends: {m: memory}\n')
+    assert read_config(path, env={"SPOOL": "/var/spool"}).dead_letter == "/var/spool/dead.jsonl"
+
+
+def test_default_is_used_when_variable_is_unset_or_empty(tmp_path: Path) -> None:
+    path = write(tmp_path, 'dead_letter: "${SPOOL:-/tmp}/d"\nbackends: {m: memory}\n')
+    assert read_config(path, env={}).dead_letter == "/tmp/d"
+    assert read_config(path, env={"SPOOL": ""}).dead_letter == "/tmp/d"
+
+
+def test_double_dollar_is_a_literal_dollar(tmp_path: Path) -> None:
+    path = write(tmp_path, 'dead_letter: "$${HOME}"\nbackends: {m: memory}\n')
+    assert read_config(path, env={"HOME": "/root"}).dead_letter == "${HOME}"
+
+
+def test_malformed_interpolation_is_an_error(tmp_path: Path) -> None:
+    issues = issues_of(tmp_path, 'dead_letter: "${not valid}"\nbackends: {m: memory}\n')
+    assert "malformed interpolation" in issues[0].message
+
+
+def test_environment_value_is_converted_to_the_annotated_type() -> None:
+    tracker = load(
+        {"backends": {"m": {"class": "memory", "options": {"max_events": "${MAX}"}}}},
+        env={"MAX": "5"},
+    )
+    assert tracker.get_backend("m").max_events == 5
+
+
+# -- secrets ------------------------------------------------------------------------------
+
+
+def test_value_from_environment_never_appears_in_errors() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(
+            {"backends": {"m": {"class": "memory", "options": {"max_events": "${MAX}"}}}},
+            env={"MAX": "hunter2-secret"},
+        )
+    assert "hunter2-secret" not in str(caught.value)
+    assert "from the environment" in str(caught.value)
+
+
+def test_secret_named_option_value_never_appears_in_errors() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(
+            {
+                "backends": {
+                    "seg": {"class": "segment", "options": {"write_key": 1234567, "bogus": 1}},
+                }
+            }
+        )
+    assert "1234567" not in str(caught.value)
+    assert "write_key" in str(caught.value)
+
+
+def test_tree_masks_secret_options_and_uri_passwords(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        backends:
+          seg:
+            class: segment
+            enabled: false
+            options: {write_key: abcdef-write-key}
+          db:
+            class: mongodb
+            enabled: false
+            options: {uri: "mongodb://app:s3cr3t@db.example.org/"}
+        """,
+    )
+    tree = read_config(path, env={})
+    shown = {**tree.backends["seg"].shown_options(), **tree.backends["db"].shown_options()}
+    assert shown["write_key"] == "***"
+    assert shown["uri"] == "mongodb://app:***@db.example.org/"
+
+
+def test_value_from_environment_is_shown_as_written(tmp_path: Path) -> None:
+    path = write(tmp_path, "backends:\n  j: {class: jsonlog, options: {path: '${P}'}}\n")
+    tree: ConfigTree = read_config(path, env={"P": str(tmp_path / "private.jsonl")})
+    assert tree.backends["j"].shown_options() == {"path": "${P}"}
+
+
+def test_constructor_error_message_is_scrubbed_of_secrets(
+    caplog: pytest.LogCaptureFixture, user_module: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(ConfigError) as caught:
+        load(
+            {
+                "backends": {
+                    "bad": {
+                        "class": f"{user_module}.EchoingBackend",
+                        "options": {"api_token": "tok-123456"},
+                    }
+                }
+            }
+        )
+    assert "tok-123456" not in str(caught.value)
+    assert "tok-123456" not in caplog.text
+    assert "***" in str(caught.value)
+
+
+def test_dead_letter_is_given_to_every_router_of_the_tree(tmp_path: Path) -> None:
+    from eventrouter.deadletter import read_dead_letters
+
+    dead = tmp_path / "dead.jsonl"
+    tracker = load(
+        {
+            "dead_letter": str(dead),
+            "backends": {
+                "nested": {"backends": {"broken": {"class": "tests.test_config.Broken"}}},
+                "top_broken": {"class": "tests.test_config.Broken"},
+            },
+        }
+    )
+    tracker.emit("video.played")
+    records = list(read_dead_letters(dead))
+    assert sorted(r["backend"] for r in records) == ["broken", "top_broken"]
+    assert tracker.router.dead_letter is tracker.router.backends["nested"].dead_letter  # type: ignore[attr-defined]
+
+
+class Broken:
+    """A backend that always fails (for the dead-letter test)."""
+
+    def send(self, event: dict[str, Any]) -> None:
+        raise ConnectionError("down")

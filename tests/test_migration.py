@@ -1,0 +1,263 @@
+"""Specification of loading openedx event-tracking settings unchanged."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventrouter.backends.logger import LoggerBackend
+from eventrouter.backends.memory import MemoryBackend
+from eventrouter.backends.routing import RoutingBackend
+from eventrouter.config import load, read_config
+from eventrouter.errors import ConfigError
+
+# The shape of event-tracking's documented settings (its README's AsyncRoutingBackend
+# example, with the `...` placeholders and the dummy engine filled in) and edx-platform's
+# default `tracking_logs` / `segmentio` branches, which users copy.
+TRACK_MAX_EVENT = 50000
+EVENT_TRACKING_BACKENDS: dict[str, Any] = {
+    "caliper": {
+        "ENGINE": "eventtracking.backends.async_routing.AsyncRoutingBackend",
+        "OPTIONS": {
+            "backend_name": "caliper",
+            "processors": [
+                {
+                    "ENGINE": "eventtracking.processors.regex_filter.RegexFilter",
+                    "OPTIONS": {
+                        "filter_type": "allowlist",
+                        "regular_expressions": [
+                            "edx.course.enrollment.activated",
+                            "edx.course.enrollment.deactivated",
+                        ],
+                    },
+                }
+            ],
+            "backends": {
+                "caliper": {
+                    "ENGINE": "eventrouter.backends.memory.MemoryBackend",
+                    "OPTIONS": {},
+                }
+            },
+        },
+    },
+    "tracking_logs": {
+        "ENGINE": "eventtracking.backends.routing.RoutingBackend",
+        "OPTIONS": {
+            "backends": {
+                "logger": {
+                    "ENGINE": "eventtracking.backends.logger.LoggerBackend",
+                    "OPTIONS": {"name": "tracking", "max_event_size": TRACK_MAX_EVENT},
+                }
+            },
+            "processors": [{"ENGINE": "myapp_shim.PrefixedEventProcessor"}],
+        },
+    },
+    "segmentio": {
+        "ENGINE": "eventtracking.backends.routing.RoutingBackend",
+        "OPTIONS": {
+            "backends": {"segment": {"ENGINE": "eventtracking.backends.segment.SegmentBackend"}},
+            "processors": [
+                {
+                    "ENGINE": "eventtracking.processors.whitelist.NameWhitelistProcessor",
+                    "OPTIONS": {"whitelist": []},
+                }
+            ],
+        },
+    },
+}
+
+
+SHIM_MODULE = """
+class PrefixedEventProcessor:
+    def __call__(self, event):
+        event["data"] = {"prefixed": True, **event["data"]}
+        return event
+"""
+
+
+@pytest.fixture(autouse=True)
+def user_shim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A user's own processor module, as edx-platform's track.shim, importable by path."""
+    (tmp_path / "myapp_shim.py").write_text(SHIM_MODULE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    sys.modules.pop("myapp_shim", None)
+
+
+def test_documented_settings_load_unchanged() -> None:
+    tracker = load(EVENT_TRACKING_BACKENDS)
+    assert sorted(tracker.backends) == ["caliper", "segmentio", "tracking_logs"]
+    tracker.close()
+
+
+def test_routing_backends_become_routers_with_their_children() -> None:
+    tracker = load(EVENT_TRACKING_BACKENDS)
+    caliper = tracker.get_backend("caliper")
+    assert isinstance(caliper, RoutingBackend)
+    assert isinstance(caliper.backends["caliper"], MemoryBackend)
+    tracker.close()
+
+
+def test_regex_filter_allowlist_keeps_re_match_semantics() -> None:
+    tracker = load(EVENT_TRACKING_BACKENDS)
+    for name in (
+        "edx.course.enrollment.activated",
+        "edx.course.enrollment.activated.v2",
+        "edx.video.played",
+    ):
+        tracker.emit(name, {})
+    inbox = tracker.get_backend("caliper").backends["caliper"]
+    # re.match is anchored at the start only, so a longer name still matched in event-tracking
+    assert [e["name"] for e in inbox.events] == [
+        "edx.course.enrollment.activated",
+        "edx.course.enrollment.activated.v2",
+    ]
+    tracker.close()
+
+
+def test_regex_filter_blocklist_becomes_block_patterns() -> None:
+    tree = read_config(
+        {
+            "EVENT_TRACKING_BACKENDS": {
+                "m": {
+                    "ENGINE": "eventtracking.backends.routing.RoutingBackend",
+                    "OPTIONS": {
+                        "backends": {
+                            "mem": {"ENGINE": "eventrouter.backends.memory.MemoryBackend"}
+                        },
+                        "processors": [
+                            {
+                                "ENGINE": "eventtracking.processors.regex_filter.RegexFilter",
+                                "OPTIONS": {
+                                    "filter_type": "blocklist",
+                                    "regular_expressions": ["heartbeat"],
+                                },
+                            }
+                        ],
+                    },
+                }
+            }
+        }
+    )
+    assert tree.backends["m"].processors[0].options == {"block": ["re:(?:heartbeat).*"]}
+
+
+def test_logger_name_option_becomes_logger_name() -> None:
+    tracker = load(EVENT_TRACKING_BACKENDS)
+    logger_backend = tracker.get_backend("tracking_logs").backends["logger"]
+    assert isinstance(logger_backend, LoggerBackend)
+    assert logger_backend.max_event_size == TRACK_MAX_EVENT
+    tree = read_config(EVENT_TRACKING_BACKENDS)
+    options = tree.backends["tracking_logs"].backends["logger"].options
+    assert options == {"logger_name": "tracking", "max_event_size": TRACK_MAX_EVENT}
+    tracker.close()
+
+
+def test_logger_backend_logs_to_the_named_logger(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="tracking")
+    tracker = load(EVENT_TRACKING_BACKENDS)
+    tracker.emit("edx.video.played", {"id": "v1"})
+    records = [r for r in caplog.records if r.name == "tracking"]
+    assert len(records) == 1
+    tracker.close()
+
+
+def test_users_own_processor_is_imported_by_its_dotted_path() -> None:
+    tracker = load(EVENT_TRACKING_BACKENDS)
+    processor = tracker.get_backend("tracking_logs").processors[0]
+    assert type(processor).__module__ == "myapp_shim"
+    assert processor({"data": {"a": 1}})["data"] == {"prefixed": True, "a": 1}
+    tracker.close()
+
+
+def test_empty_whitelist_vetoes_everything_as_before() -> None:
+    tree = read_config(EVENT_TRACKING_BACKENDS)
+    segmentio = tree.backends["segmentio"]
+    assert segmentio.processors[0].class_name == "name_filter"
+    assert segmentio.processors[0].options == {"allow": []}
+
+
+def test_segment_without_a_write_key_is_disabled_visibly() -> None:
+    tree = read_config(EVENT_TRACKING_BACKENDS)
+    assert not tree.backends["segmentio"].backends["segment"].enabled
+    assert any("SegmentBackend is disabled" in note for note in tree.notes)
+
+
+def test_mongo_options_become_a_uri_database_and_collection() -> None:
+    tree = read_config(
+        {
+            "mongo": {
+                "ENGINE": "eventtracking.backends.mongodb.MongoBackend",
+                "OPTIONS": {
+                    "host": "db.example.org",
+                    "port": 27018,
+                    "user": "app",
+                    "password": "p@ss",
+                    "collection": "tracking",
+                    "extra": {"w": 1, "tz_aware": True},
+                },
+            }
+        }
+    )
+    node = tree.backends["mongo"]
+    assert node.class_name == "mongodb"
+    assert node.options == {
+        "uri": "mongodb://app:p%40ss@db.example.org:27018",
+        "database": "eventtracking",
+        "collection": "tracking",
+        "write_concern": {"w": 1},
+        "tz_aware": True,
+    }
+    assert node.shown_options()["uri"] == "mongodb://app:***@db.example.org:27018"
+
+
+def test_settings_module_style_mapping_with_processors_is_accepted() -> None:
+    tracker = load(
+        {
+            "EVENT_TRACKING_BACKENDS": {
+                "mem": {"ENGINE": "eventrouter.backends.memory.MemoryBackend"}
+            },
+            "EVENT_TRACKING_PROCESSORS": [
+                {
+                    "ENGINE": "eventtracking.processors.whitelist.NameWhitelistProcessor",
+                    "OPTIONS": {"whitelist": ["keep.me"]},
+                }
+            ],
+        }
+    )
+    tracker.emit("keep.me", {})
+    tracker.emit("drop.me", {})
+    assert [e["name"] for e in tracker.get_backend("mem").events] == ["keep.me"]
+
+
+def test_unknown_engine_that_does_not_import_is_reported() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"x": {"ENGINE": "dummy.backend.engine"}})
+    assert "no module named 'dummy'" in str(caught.value)
+
+
+def test_unknown_option_of_a_known_engine_is_reported_with_its_settings_path() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(
+            {
+                "log": {
+                    "ENGINE": "eventtracking.backends.logger.LoggerBackend",
+                    "OPTIONS": {"nmae": "tracking"},
+                }
+            }
+        )
+    assert caught.value.issues[0].path == "log.OPTIONS.nmae"
+
+
+def test_yaml_file_with_engine_settings_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text(
+        "default:\n  ENGINE: eventrouter.backends.memory.MemoryBackend\n", encoding="utf-8"
+    )
+    assert read_config(path).migrated
+    assert list(load(path).backends) == ["default"]

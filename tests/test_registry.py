@@ -1,0 +1,75 @@
+"""Specification of short names and dotted paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from eventrouter import registry
+from eventrouter.backends.memory import MemoryBackend
+from eventrouter.backends.routing import RoutingBackend
+from eventrouter.registry import UnknownNameError
+
+
+def test_built_in_backend_short_names_resolve_to_their_classes() -> None:
+    assert registry.resolve("backend", "memory") is MemoryBackend
+    assert registry.resolve("backend", "router") is RoutingBackend
+
+
+def test_jsonlog_and_logger_are_the_same_backend() -> None:
+    assert registry.resolve("backend", "jsonlog") is registry.resolve("backend", "logger")
+
+
+def test_built_in_processor_short_names_resolve() -> None:
+    from eventrouter.processors.filters import NameFilter
+
+    assert registry.resolve("processor", "name_filter") is NameFilter
+
+
+def test_known_names_include_every_built_in_name() -> None:
+    assert {"router", "memory", "jsonlog", "logger", "mongodb", "segment"} <= set(
+        registry.known_names("backend")
+    )
+    assert {"name_filter", "redact", "enrich", "schema", "sample", "rename"} <= set(
+        registry.known_names("processor")
+    )
+
+
+def test_unknown_short_name_suggests_the_nearest_known_name() -> None:
+    with pytest.raises(UnknownNameError, match=r"did you mean 'mongodb'\?"):
+        registry.resolve("backend", "mongo_db")
+
+
+def test_short_name_of_the_other_kind_says_so() -> None:
+    with pytest.raises(UnknownNameError, match="'memory' is a backend, not a processor"):
+        registry.resolve("processor", "memory")
+
+
+def test_built_in_name_without_a_module_is_not_available_in_this_version() -> None:
+    with pytest.raises(UnknownNameError, match="not available in this version"):
+        registry.resolve("backend", "buffered")
+
+
+def test_dotted_path_is_imported_as_it_is() -> None:
+    assert registry.resolve("backend", "eventrouter.backends.memory.MemoryBackend") is (
+        MemoryBackend
+    )
+
+
+def test_colon_form_of_a_dotted_path_is_imported() -> None:
+    assert registry.resolve("backend", "eventrouter.backends.memory:MemoryBackend") is (
+        MemoryBackend
+    )
+
+
+def test_dotted_path_to_a_missing_module_names_the_module() -> None:
+    with pytest.raises(UnknownNameError, match="no module named 'myapp'"):
+        registry.resolve("processor", "myapp.tracking.add_site")
+
+
+def test_dotted_path_to_a_missing_attribute_suggests_the_nearest() -> None:
+    with pytest.raises(UnknownNameError, match="did you mean 'MemoryBackend'"):
+        registry.import_path("eventrouter.backends.memory.MemoryBackand")
+
+
+def test_suggest_is_empty_when_nothing_is_close() -> None:
+    assert registry.suggest("zzzz", ["memory", "router"]) == ""
