@@ -1,0 +1,229 @@
+"""Session fixtures that start real peers: a MongoDB server and a Segment ingest endpoint.
+
+MongoDB: the server at ``EVENTROUTER_MONGO_URI`` when that is set (a real ``mongod``),
+otherwise ``nx-27017`` (a MongoDB wire-protocol server on SQLite, installed with the ``test``
+extra) started on a free port. If it cannot start, the tests that need it fail; none skip.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+STARTUP_TIMEOUT = 60.0
+"""Seconds a server gets to start answering; generous, so slow CI machines do not fail."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A local TCP port with no server behind it (for "the server is down" tests)."""
+    return free_port()
+
+
+# -- MongoDB ------------------------------------------------------------------------------
+
+
+def nx_27017_command() -> str:
+    """The nx-27017 executable of the running interpreter's environment."""
+    beside = Path(sys.executable).parent / "nx-27017"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nx-27017")
+    if found is None:
+        pytest.fail(
+            "nx-27017 is not installed (pip install -e '.[test]'), and EVENTROUTER_MONGO_URI "
+            "is not set: the MongoDB tests need one of them"
+        )
+    return found
+
+
+def wait_for_ping(uri: str, process: subprocess.Popen[bytes] | None, log_file: Path) -> None:
+    """Return once the server at ``uri`` answers ``ping``; fail the session if it never does."""
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            break
+        client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=500)
+        try:
+            client.admin.command("ping")
+            return
+        except PyMongoError as exc:
+            last = exc
+        finally:
+            client.close()
+        time.sleep(0.1)
+    output = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else ""
+    pytest.fail(f"the MongoDB server at {uri} did not answer ping ({last!r}); its log:\n{output}")
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URI of a running MongoDB-compatible server for the whole session."""
+    given = os.environ.get("EVENTROUTER_MONGO_URI")
+    if given:
+        wait_for_ping(given, None, Path(os.devnull))
+        yield given
+        return
+    folder = tmp_path_factory.mktemp("nx-27017")
+    log_file = folder / "server.log"
+    port = free_port()
+    command = [
+        nx_27017_command(),
+        "--db",
+        "memory",
+        "--host",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--log-file",
+        str(log_file),
+        "--pid-file",
+        str(folder / "server.pid"),
+    ]
+    with (folder / "stdout.log").open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    uri = f"mongodb://127.0.0.1:{port}"
+    try:
+        wait_for_ping(uri, process, folder / "stdout.log")
+        yield uri
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def mongo_client(mongo_uri: str) -> Iterator[Any]:
+    """A pymongo client of the tests' own, to check what the backend stored."""
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, tz_aware=True)
+    yield client
+    client.close()
+
+
+# -- Segment ------------------------------------------------------------------------------
+
+
+class SegmentIngest:
+    """A local stand-in for Segment's HTTP API that records what the client posts.
+
+    Attributes:
+        url: the base URL to give the client as ``host``.
+        requests: every ``/v1/batch`` request as ``{"headers": {...}, "body": {...},
+            "status": answered}``, including the ones answered with an error.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self._failures: list[int] = []
+        self._lock = threading.Condition()
+        ingest = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                raw = self.rfile.read(length)
+                if self.headers.get("Content-Encoding") == "gzip":
+                    raw = gzip.decompress(raw)
+                status = ingest._record(self.path, dict(self.headers.items()), raw)
+                body = b"{}" if status == 200 else b'{"code":"server","message":"failing"}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _record(self, path: str, headers: dict[str, str], raw: bytes) -> int:
+        with self._lock:
+            if path != "/v1/batch":
+                return 404
+            status = self._failures.pop(0) if self._failures else 200
+            self.requests.append({"headers": headers, "body": json.loads(raw), "status": status})
+            self._lock.notify_all()
+            return status
+
+    def fail_next(self, times: int, status: int = 503) -> None:
+        """Answer the next ``times`` batch requests with ``status``."""
+        with self._lock:
+            self._failures.extend([status] * times)
+
+    def reset(self) -> None:
+        """Forget the recorded requests and pending failures."""
+        with self._lock:
+            self.requests.clear()
+            self._failures.clear()
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """Every message of every batch answered with success, in arrival order."""
+        with self._lock:
+            return [m for r in self.requests if r["status"] == 200 for m in r["body"]["batch"]]
+
+    def wait_for_requests(self, count: int, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Block until ``count`` requests arrived (a long bound: only a bug reaches it)."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self.requests) >= count, timeout):
+                pytest.fail(f"expected {count} requests, got {len(self.requests)}")
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def basic_auth(write_key: str) -> str:
+    """The ``Authorization`` header Segment expects for ``write_key``."""
+    return "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+
+
+@pytest.fixture(scope="session")
+def segment_ingest_server() -> Iterator[SegmentIngest]:
+    """The session's local Segment endpoint."""
+    server = SegmentIngest()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def segment_ingest(segment_ingest_server: SegmentIngest) -> SegmentIngest:
+    """The local Segment endpoint, emptied for this test."""
+    segment_ingest_server.reset()
+    return segment_ingest_server
