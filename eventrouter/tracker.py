@@ -15,12 +15,14 @@ entered them.
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from eventrouter.backends.routing import ProcessorFn, RoutingBackend
+from eventrouter.deadletter import DeadLetterFile
 from eventrouter.errors import TrackerNotRegisteredError
 from eventrouter.event import build_event
 from eventrouter.typing import Backend, Event
@@ -39,6 +41,7 @@ class Tracker:
     Args:
         backends: named backends of the root router (see :class:`RoutingBackend`).
         processors: the root router's processor chain.
+        dead_letter: the root router's dead-letter file (see :class:`RoutingBackend`).
         router: an already built root router, instead of ``backends``/``processors``
             (used by :func:`eventrouter.load`).
 
@@ -50,11 +53,14 @@ class Tracker:
         backends: Mapping[str, Backend] | None = None,
         processors: Iterable[ProcessorFn] | None = None,
         *,
+        dead_letter: DeadLetterFile | str | os.PathLike[str] | None = None,
         router: RoutingBackend | None = None,
     ) -> None:
-        if router is not None and (backends or processors):
-            raise TypeError("give either router or backends/processors, not both")
-        self.router = router if router is not None else RoutingBackend(backends, processors)
+        if router is not None and (backends or processors or dead_letter):
+            raise TypeError("give either router or backends/processors/dead_letter, not both")
+        self.router = (
+            router if router is not None else RoutingBackend(backends, processors, dead_letter)
+        )
         self._stack: contextvars.ContextVar[_Stack] = contextvars.ContextVar(
             f"eventrouter_context_{id(self):x}", default=_EMPTY
         )

@@ -8,10 +8,12 @@ once, with the event's name and id only, and counted in :meth:`RoutingBackend.st
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from eventrouter.deadletter import DeadLetterFile
 from eventrouter.errors import EventEmissionExit, EventRouterError
 from eventrouter.event import copy_event
 from eventrouter.typing import Backend, Event
@@ -66,6 +68,9 @@ class RoutingBackend:
         processors: callables run in order on each event. A processor may mutate the event,
             return a new one, or return ``None`` to keep the current one; raising
             :class:`~eventrouter.EventEmissionExit` vetoes the event for this router's branch.
+        dead_letter: a :class:`~eventrouter.deadletter.DeadLetterFile` (or its path) where an
+            event is written, with the backend's name and the error type, when a backend of
+            this router fails on it. Without one, the failure is only logged and counted.
 
     ``send`` never raises for a failure downstream: processor errors are logged and counted
     and the chain continues with the event as it was; a failing backend is logged and
@@ -78,7 +83,11 @@ class RoutingBackend:
         self,
         backends: Mapping[str, Backend] | None = None,
         processors: Iterable[ProcessorFn] | None = None,
+        dead_letter: DeadLetterFile | str | os.PathLike[str] | None = None,
     ) -> None:
+        if dead_letter is not None and not isinstance(dead_letter, DeadLetterFile):
+            dead_letter = DeadLetterFile(dead_letter)
+        self.dead_letter: DeadLetterFile | None = dead_letter
         self.backends: dict[str, Backend] = {}
         self.processors: list[ProcessorFn] = []
         # The hot path reads these two tuples; they are rebuilt on registration.
@@ -199,12 +208,19 @@ class RoutingBackend:
     def _backend_failed(self, name: str, event: Event, exc: Exception) -> None:
         with self._lock:
             self._failed[name] = self._failed.get(name, 0) + 1
+        if self.dead_letter is None:
+            outcome = "not kept: give the router a dead_letter file to keep such events"
+        elif self.dead_letter.write(event, backend=name, error=exc):
+            outcome = f"written to {self.dead_letter.path}"
+        else:
+            outcome = f"LOST: the dead-letter file {self.dead_letter.path} cannot be written"
         log.error(
-            "backend %r failed on event %s: %s%s",
+            "backend %r failed on event %s: %s%s; %s",
             name,
             _event_label(event),
             type(exc).__name__,
             f" ({exc})" if _is_own_error(exc) else f" at {_where(exc)}",
+            outcome,
             exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
         )
 
@@ -243,6 +259,8 @@ class RoutingBackend:
             if callable(child_stats):
                 entry["stats"] = child_stats()
             out["backends"][name] = entry
+        if self.dead_letter is not None:
+            out["dead_letter"] = self.dead_letter.stats()
         return out
 
     def flush(self, timeout: float | None = None) -> None:
