@@ -43,7 +43,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-__all__ = ["CYCLE_MARKER", "dict_key", "dumps", "json_default", "to_jsonable"]
+__all__ = ["CYCLE_MARKER", "dict_key", "dumps", "json_default", "to_jsonable", "unique_key"]
 
 CYCLE_MARKER = "<cycle>"
 """What a value that contains itself is replaced with. Since 0.1."""
@@ -157,7 +157,7 @@ def _jsonable(value: Any, active: set[int], depth: int) -> Any:
                 for key, item in value.items():
                     name = dict_key(key)
                     if name in out or (name != key and name in value):
-                        name = _free_key(name, key, out, value)
+                        name = unique_key(name, key, out, value)
                     out[name] = _jsonable(item, active, depth + 1)
                 return out
             return [_jsonable(item, active, depth + 1) for item in value]
@@ -172,8 +172,13 @@ def _jsonable(value: Any, active: set[int], depth: int) -> Any:
         active.discard(marker)
 
 
-def _free_key(name: str, key: object, out: Mapping[str, Any], source: Mapping[Any, Any]) -> str:
-    """Find a key name not used in ``out`` nor (as a string key) in ``source``."""
+def unique_key(name: str, key: object, out: Mapping[str, Any], source: Mapping[Any, Any]) -> str:
+    """``name`` if neither ``out`` nor ``source`` uses it, else ``name~TYPE`` (then ``~TYPE2``...).
+
+    ``key`` is the original key ``name`` was converted from; its type names the variant.
+    """
+    if name not in out and name not in source:
+        return name
     base = f"{name}~{type(key).__name__}"
     candidate, n = base, 1
     while candidate in out or candidate in source:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from eventrouter.encoding import CYCLE_MARKER, dict_key, json_default
+from eventrouter.encoding import CYCLE_MARKER, dict_key, json_default, unique_key
 from eventrouter.errors import DeliveryError, MissingExtraError
 from eventrouter.typing import Event
 
@@ -95,7 +95,7 @@ def _convert(value: Any, active: set[int], depth: int) -> Any:
             for key, item in value.items():
                 name = _clean_str(dict_key(key)).replace("\x00", "\ufffd")
                 if name != key or name in out:
-                    name = _free_key(name, key, out, value)
+                    name = unique_key(name, key, out, value)
                 out[name] = _convert(item, active, depth + 1)
             return out
         if isinstance(value, list | tuple):
@@ -105,17 +105,6 @@ def _convert(value: Any, active: set[int], depth: int) -> Any:
         return _convert(json_default(value), active, depth + 1)
     finally:
         active.discard(marker)
-
-
-def _free_key(name: str, key: object, out: Mapping[str, Any], source: Mapping[Any, Any]) -> str:
-    if name not in out and name not in source:
-        return name
-    base = f"{name}~{type(key).__name__}"
-    candidate, n = base, 1
-    while candidate in out or candidate in source:
-        n += 1
-        candidate = f"{base}{n}"
-    return candidate
 
 
 def _parse_timestamp(value: Any) -> Any:
