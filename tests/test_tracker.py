@@ -12,7 +12,6 @@ import pytest
 import eventrouter
 from eventrouter import MemoryBackend, Tracker, TrackerNotRegisteredError
 from eventrouter import tracker as tracker_module
-from eventrouter.testing import capture_events
 
 
 @pytest.fixture
@@ -219,30 +218,3 @@ def test_close_flushes_then_closes_the_tree() -> None:
 
     Tracker(backends={"nested": eventrouter.RoutingBackend({"n": Node()})}).close()
     assert calls == ["flush", "close"]
-
-
-def test_capture_events_collects_emitted_events_without_routing_them(
-    registered: Tracker, sink: MemoryBackend
-) -> None:
-    with capture_events() as events:
-        tracker_module.emit("video.played", {"v": 1})
-    assert [e["name"] for e in events] == ["video.played"]
-    assert sink.events == []
-    tracker_module.emit("after")
-    assert sink.names() == ["after"]
-
-
-def test_capture_events_can_pass_events_through(registered: Tracker, sink: MemoryBackend) -> None:
-    with capture_events(registered, passthrough=True) as events:
-        registered.emit("a")
-    assert len(events) == 1
-    assert sink.names() == ["a"]
-
-
-def test_capture_events_works_with_no_tracker_registered() -> None:
-    tracker_module.unregister_tracker()
-    with capture_events() as events:
-        tracker_module.emit("a", {"x": 1})
-    assert events[0]["data"] == {"x": 1}
-    with pytest.raises(TrackerNotRegisteredError):
-        tracker_module.get_tracker()
