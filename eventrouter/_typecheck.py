@@ -120,10 +120,16 @@ def describe(tp: Any) -> str:
 
 
 def _plural(text: str) -> str:
+    """``"a list of strings or null"`` -> ``"lists of strings or null"``: each alternative
+    with an article loses it and its first noun takes an ``s``."""
+    return " or ".join(_plural_one(part) for part in text.split(" or "))
+
+
+def _plural_one(text: str) -> str:
     for article in ("a ", "an "):
         if text.startswith(article):
-            text = text[len(article) :]
-            return text if text.endswith("s") else text + "s"
+            noun, of, rest = text[len(article) :].partition(" of ")
+            return (noun if noun.endswith("s") else noun + "s") + of + rest
     return text
 
 

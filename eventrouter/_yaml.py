@@ -62,6 +62,10 @@ def _short_tag(tag: str) -> str:
     return "!!" + tag[len(prefix) :] if tag.startswith(prefix) else tag
 
 
+_MAP_TAG = "tag:yaml.org,2002:map"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _LineLoader(yaml.SafeLoader):
     """SafeLoader building :class:`LineDict` / :class:`LineList` and refusing unknown tags."""
 
@@ -72,25 +76,50 @@ class _LineLoader(yaml.SafeLoader):
     def construct_line_mapping(self, node: yaml.MappingNode) -> LineDict:
         result = LineDict()
         result.line = node.start_mark.line + 1
-        self.flatten_mapping(node)
+        explicit = 0
         for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                self._check_merge_source(value_node)
+            else:
+                explicit += 1
+        # flatten_mapping puts the merged pairs first, in an order where a later pair wins;
+        # explicit keys follow and override them, as yaml.safe_load does.
+        self.flatten_mapping(node)
+        merged = len(node.value) - explicit
+        explicit_lines: dict[Any, int] = {}
+        for index, (key_node, value_node) in enumerate(node.value):
             key = self.construct_object(key_node, deep=True)
             key_line = key_node.start_mark.line + 1
             if isinstance(key, UnsafeTag) or not _hashable(key):
                 self.problems.append(YamlProblem("a mapping key must be a plain string", key_line))
                 continue
-            if key in result:
-                self.problems.append(
-                    YamlProblem(
-                        f"duplicate key {key!r} (first given on line {result.key_lines[key]})",
-                        key_line,
+            if index >= merged:
+                if key in explicit_lines:
+                    self.problems.append(
+                        YamlProblem(
+                            f"duplicate key {key!r} (first given on line {explicit_lines[key]})",
+                            key_line,
+                        )
                     )
-                )
-                continue
+                    continue
+                explicit_lines[key] = key_line
             result[key] = self.construct_object(value_node, deep=True)
             result.key_lines[key] = key_line
             result.value_lines[key] = value_node.start_mark.line + 1
         return result
+
+    def _check_merge_source(self, node: yaml.Node) -> None:
+        """Report a tag on what ``<<`` merges: flatten_mapping would silently drop it."""
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        for source in sources:
+            if isinstance(source, yaml.MappingNode) and source.tag != _MAP_TAG:
+                self.problems.append(
+                    YamlProblem(
+                        f"the YAML tag {_short_tag(source.tag)} is not allowed: configurations "
+                        "are loaded with safe semantics only",
+                        source.start_mark.line + 1,
+                    )
+                )
 
     def construct_line_sequence(self, node: yaml.SequenceNode) -> LineList:
         result = LineList()
@@ -128,7 +157,11 @@ def load_yaml(text: str) -> tuple[Any, list[YamlProblem]]:
         as :class:`UnsafeTag`) and the problems found while reading. On a syntax error the
         data is ``None`` and the single problem names the line.
     """
-    loader = _LineLoader(text)
+    try:
+        loader = _LineLoader(text)  # checks that every character is printable
+    except yaml.reader.ReaderError as exc:
+        where = text.count("\n", 0, exc.position) + 1
+        return None, [YamlProblem(f"YAML error: {exc.reason} (character {exc.character!r})", where)]
     try:
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
