@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from eventrouter import tracker as _tracker_module
 from eventrouter.backends.routing import RoutingBackend
 from eventrouter.event import copy_event
-from eventrouter.tracker import Tracker, _registry, _registry_lock
+from eventrouter.tracker import Tracker, _registry
 from eventrouter.typing import Event
 
 __all__ = ["capture_events"]
@@ -63,7 +64,7 @@ def capture_events(
     events: list[Event] = []
     temporary: str | None = None
     if isinstance(tracker, str):
-        with _registry_lock:
+        with _tracker_module._registry_lock:
             found = _registry.get(tracker)
             if found is None:
                 found = _registry[tracker] = Tracker()
@@ -78,6 +79,6 @@ def capture_events(
     finally:
         target.router = original
         if temporary is not None:
-            with _registry_lock:
+            with _tracker_module._registry_lock:
                 if _registry.get(temporary) is target:
                     del _registry[temporary]

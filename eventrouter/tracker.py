@@ -112,11 +112,14 @@ class Tracker:
 
     def enter_context(self, name: str, ctx: Mapping[str, Any]) -> None:
         """Push ``ctx`` as the context called ``name`` for this thread or asyncio task."""
+        self._push(name, ctx)
+
+    def _push(self, name: str, ctx: Mapping[str, Any]) -> contextvars.Token[_Stack]:
         if not isinstance(ctx, Mapping):
             raise TypeError(f"context must be a mapping, not {type(ctx).__name__}")
         entries, merged = self._stack.get()
         values = dict(ctx)
-        self._stack.set(((*entries, (name, values)), {**merged, **values}))
+        return self._stack.set(((*entries, (name, values)), {**merged, **values}))
 
     def exit_context(self, name: str) -> None:
         """Remove the most recently entered context called ``name``.
@@ -135,11 +138,7 @@ class Tracker:
     @contextmanager
     def context(self, name: str, ctx: Mapping[str, Any]) -> Iterator[None]:
         """``with tracker.context("request", {...}):`` enters ``ctx`` for the block."""
-        if not isinstance(ctx, Mapping):
-            raise TypeError(f"context must be a mapping, not {type(ctx).__name__}")
-        entries, merged = self._stack.get()
-        values = dict(ctx)
-        token = self._stack.set(((*entries, (name, values)), {**merged, **values}))
+        token = self._push(name, ctx)
         try:
             yield
         finally:
@@ -162,9 +161,10 @@ class Tracker:
         """Deliver what any node of the tree buffers."""
         self.router.flush(timeout)
 
-    def close(self) -> None:
-        """Flush and close every node of the tree."""
-        self.router.flush()
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Flush every node of the tree, waiting at most ``timeout`` seconds for each
+        (``None``: as long as it takes), then close them all."""
+        self.router.flush(timeout)
         self.router.close()
 
     def __repr__(self) -> str:
@@ -180,6 +180,14 @@ def _merge(entries: tuple[tuple[str, dict[str, Any]], ...]) -> dict[str, Any]:
 
 _registry: dict[str, Tracker] = {}
 _registry_lock = threading.Lock()
+
+
+def _renew_registry_lock() -> None:
+    global _registry_lock  # noqa: PLW0603 - a fork may leave the old one held forever
+    _registry_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_renew_registry_lock)
 
 
 def register_tracker(tracker: Tracker, name: str = "default") -> None:

@@ -279,3 +279,63 @@ def test_a_failing_flush_does_not_stop_the_others() -> None:
     good = Lifecycle()
     RoutingBackend({"a": BadFlush(), "b": good}).flush()
     assert good.flushed == [None]
+
+
+def test_failures_logged_at_debug_still_never_carry_the_data(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(event: Event) -> None:
+        raise ValueError(f"bad email {event['data']['email']}")
+
+    router = RoutingBackend({"broken": Exploding()}, [broken])
+    with caplog.at_level(logging.DEBUG, logger="eventrouter"):
+        router.send(edx_event(email="alice@example.com"))
+    assert "alice@example.com" not in caplog.text
+    assert "test_routing.py" in caplog.text  # the frames are there, at DEBUG
+    assert all(record.exc_info is None for record in caplog.records)
+
+
+def test_failures_an_asynchronous_backend_reports_later_count_as_failed() -> None:
+    class Async:
+        def __init__(self) -> None:
+            self.gave_up = 0
+
+        def send(self, event: Event) -> None:
+            self.gave_up += 1  # accepted now, given up on later
+
+        def stats(self) -> dict[str, int]:
+            return {"failed": self.gave_up}
+
+    router = RoutingBackend({"async": Async(), "sync": MemoryBackend()})
+    router.send(edx_event())
+    router.send(edx_event())
+    backends = router.stats()["backends"]
+    assert (backends["async"]["delivered"], backends["async"]["failed"]) == (0, 2)
+    assert (backends["sync"]["delivered"], backends["sync"]["failed"]) == (2, 0)
+
+
+def test_a_lock_held_at_fork_time_does_not_deadlock_the_child() -> None:
+    import os
+    import time
+
+    sink = MemoryBackend()
+    router = RoutingBackend({"m": sink})
+    router._lock.acquire()  # as if another thread were inside send() at the fork
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: routes one event, reports through its exit code
+            router.send(edx_event())
+            os._exit(0 if len(sink.events) == 1 else 1)
+    finally:
+        router._lock.release()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the child deadlocked on the router's lock")
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -211,10 +211,12 @@ def test_close_flushes_then_closes_the_tree() -> None:
             pass
 
         def flush(self, timeout: float | None = None) -> None:
-            calls.append("flush")
+            calls.append(f"flush {timeout}")
 
         def close(self) -> None:
             calls.append("close")
 
-    Tracker(backends={"nested": eventrouter.RoutingBackend({"n": Node()})}).close()
-    assert calls == ["flush", "close"]
+    tracker = Tracker(backends={"nested": eventrouter.RoutingBackend({"n": Node()})})
+    tracker.close()
+    tracker.close(timeout=2.5)
+    assert calls == ["flush 30.0", "close", "flush 2.5", "close"]

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from eventrouter import _forksafe
 from eventrouter.typing import Event
 
 __all__ = ["MemoryBackend"]
@@ -31,6 +32,7 @@ class MemoryBackend:
         self.events: list[Event] = []
         self._discarded = 0
         self._lock = threading.Lock()
+        _forksafe.register(self)
 
     def send(self, event: Event) -> None:
         """Keep ``event``."""

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from eventrouter import _forksafe
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.errors import EventEmissionExit, EventRouterError
 from eventrouter.event import copy_event
@@ -52,6 +54,17 @@ def _where(exc: BaseException) -> str:
     while tb.tb_next is not None:
         tb = tb.tb_next
     return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
+def _log_frames(exc: BaseException) -> None:
+    """At DEBUG, the frames an exception passed through: where, never what (no message)."""
+    if log.isEnabledFor(logging.DEBUG):
+        frames = traceback.extract_tb(exc.__traceback__)
+        log.debug(
+            "%s raised through: %s",
+            type(exc).__name__,
+            " <- ".join(f"{f.filename}:{f.lineno} in {f.name}" for f in reversed(frames)),
+        )
 
 
 def _is_foreign_veto(exc: Exception) -> bool:
@@ -94,6 +107,7 @@ class RoutingBackend:
         self._targets: tuple[tuple[str, Callable[[Event], Any]], ...] = ()
         self._chain: tuple[ProcessorFn, ...] = ()
         self._lock = threading.Lock()
+        _forksafe.register(self)
         self._received = 0
         self._vetoed = 0
         self._processor_errors = 0
@@ -197,13 +211,14 @@ class RoutingBackend:
         with self._lock:
             self._processor_errors += 1
         log.error(
-            "processor %s failed on event %s: %s at %s; the chain goes on without its change",
+            "processor %s failed on event %s: %s at %s; the chain goes on with the event as "
+            "the processor left it",
             describe(processor),
             _event_label(event),
             type(exc).__name__,
             _where(exc),
-            exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
         )
+        _log_frames(exc)
 
     def _backend_failed(self, name: str, event: Event, exc: Exception) -> None:
         with self._lock:
@@ -221,8 +236,8 @@ class RoutingBackend:
             type(exc).__name__,
             f" ({exc})" if _is_own_error(exc) else f" at {_where(exc)}",
             outcome,
-            exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
         )
+        _log_frames(exc)
 
     # -- introspection and lifecycle ------------------------------------------------------
 
@@ -234,9 +249,11 @@ class RoutingBackend:
             {"received": n, "vetoed": n, "processor_errors": n,
              "backends": {name: {"delivered": n, "failed": n, "stats": {...}}}}
 
-        ``delivered`` counts events handed to the backend without an exception (an event still
-        being routed on another thread may already count as delivered). ``stats`` is present
-        when the backend has a ``stats()`` of its own (a nested router, a buffered backend).
+        ``failed`` counts the events the backend raised on, plus those it accepted and later
+        gave up on, which an asynchronous backend reports as ``failed`` in its own ``stats()``
+        (Segment's client, a buffered backend). ``delivered`` is the rest of the events routed
+        to it: an event still queued or in flight counts as delivered until it fails.
+        ``stats`` is present when the backend has a ``stats()`` of its own.
         """
         with self._lock:
             received, vetoed = self._received, self._vetoed
@@ -251,13 +268,15 @@ class RoutingBackend:
             "backends": {},
         }
         for name, backend in backends.items():
-            entry: dict[str, Any] = {
-                "delivered": routed - failed.get(name, 0),
-                "failed": failed.get(name, 0),
-            }
+            entry: dict[str, Any] = {"delivered": 0, "failed": failed.get(name, 0)}
             child_stats = getattr(backend, "stats", None)
             if callable(child_stats):
-                entry["stats"] = child_stats()
+                own = child_stats()
+                entry["stats"] = own
+                later = own.get("failed") if isinstance(own, Mapping) else None
+                if type(later) is int:
+                    entry["failed"] += later
+            entry["delivered"] = max(routed - entry["failed"], 0)
             out["backends"][name] = entry
         if self.dead_letter is not None:
             out["dead_letter"] = self.dead_letter.stats()
