@@ -253,7 +253,12 @@ def _route(args: argparse.Namespace) -> int:
     config = read_config(args.config)
     source_name = "<stdin>" if args.events == "-" else args.events
     stream: IO[bytes] = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")  # noqa: SIM115
-    tracker = build(config)
+    try:
+        tracker = build(config)
+    except BaseException:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+        raise
     counts = _RouteCounts()
     interrupted = False
     err = Console(file=sys.stderr, highlight=False)
@@ -268,15 +273,11 @@ def _route(args: argparse.Namespace) -> int:
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
-        try:
-            tracker.flush()
+        try:  # flush, then close: what a backend gives up on while closing is counted too
+            tracker.close()
         except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, still report
             interrupted = True
         stats = tracker.stats()
-        try:
-            tracker.close()
-        except KeyboardInterrupt:
-            interrupted = True
     for problem in counts.problems:
         print(f"{source_name}:{problem}", file=sys.stderr)
     hidden = counts.rejected - len(counts.problems)

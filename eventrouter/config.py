@@ -841,8 +841,8 @@ class _Builder:
         if node.router:
             kwargs["backends"] = self.backends(node.backends)
             kwargs["processors"] = self.processors(node.processors)
-            if self.dead_letter is not None and _accepts(node.target, "dead_letter"):
-                kwargs.setdefault("dead_letter", self.dead_letter)
+        if self.dead_letter is not None and _accepts(node.target, "dead_letter"):
+            kwargs.setdefault("dead_letter", self.dead_letter)
         try:
             built = node.target(**kwargs)
         except Exception as exc:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -252,3 +253,40 @@ def test_interrupt_flushes_and_prints_the_summary(good: Path, tmp_path: Path) ->
     assert "interrupted after 2 lines" in stderr
     assert "Traceback" not in stderr
     assert "routed" in stdout
+
+
+def test_route_counts_what_an_asynchronous_backend_gives_up_on_and_exits_1(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "giving_up.py").write_text(
+        textwrap.dedent(
+            """
+            class GivesUpLater:
+                '''Accepts every event, and gives up on each when closed.'''
+
+                def __init__(self):
+                    self.queued, self.failed = 0, 0
+
+                def send(self, event):
+                    self.queued += 1
+
+                def close(self):
+                    self.failed, self.queued = self.failed + self.queued, 0
+
+                def stats(self):
+                    return {"failed": self.failed}
+            """
+        )
+    )
+    config = tmp_path / "routing.yaml"
+    config.write_text("backends:\n  later: {class: giving_up.GivesUpLater}\n  kept: memory\n")
+    stdin = "\n".join(event_line("video.played") for _ in range(3)) + "\n"
+    result = run("route", str(config), "-", cwd=tmp_path, stdin=stdin)
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = {
+        cells[0]: cells[1:]
+        for line in result.stdout.splitlines()
+        if (cells := [c.strip() for c in line.strip("│┃ ").split("│") if c.strip()])
+    }
+    assert rows["later"][1:3] == ["0", "3"]  # delivered, failed
+    assert rows["kept"][1:3] == ["3", "0"]

@@ -671,3 +671,25 @@ class Broken:
 
     def send(self, event: dict[str, Any]) -> None:
         raise ConnectionError("down")
+
+
+class KeepsItsFailures:
+    """A backend that writes its own (asynchronous) failures to the dead-letter file."""
+
+    def __init__(self, dead_letter: Any = None) -> None:
+        self.dead_letter = dead_letter
+
+    def send(self, event: dict[str, Any]) -> None:
+        pass
+
+
+def test_dead_letter_is_given_to_backends_that_take_one(tmp_path: Path) -> None:
+    tracker = load(
+        {
+            "dead_letter": str(tmp_path / "dead.jsonl"),
+            "backends": {"mine": {"class": "tests.test_config.KeepsItsFailures"}},
+        }
+    )
+    backend = tracker.get_backend("mine")
+    assert type(backend).__name__ == "KeepsItsFailures"  # imported as tests.test_config
+    assert backend.dead_letter is tracker.router.dead_letter  # type: ignore[attr-defined]
