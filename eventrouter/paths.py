@@ -163,10 +163,16 @@ def get_path(obj: Any, path: ParsedPath, default: Any = MISSING) -> Any:
     """
     current = obj
     for key, index in path:
-        if type(current) is dict or isinstance(current, Mapping):
+        if type(current) is dict:
             try:
                 current = current[key]
             except KeyError:
+                return default
+        elif isinstance(current, Mapping):
+            # .get, not [], so reading never runs a defaultdict's __missing__ (which would
+            # insert the key, and make the path look present).
+            current = current.get(key, MISSING)
+            if current is MISSING:
                 return default
         elif index is not None and isinstance(current, (list, tuple)):
             if index >= len(current):

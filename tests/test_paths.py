@@ -211,3 +211,13 @@ def test_delete_reports_whether_there_was_a_value() -> None:
 
 def test_an_escaped_trailing_dot_belongs_to_the_key() -> None:
     assert [s.key for s in parse_path(r"a\.")] == ["a."]
+
+
+def test_reading_a_defaultdict_neither_inserts_nor_finds_a_missing_key() -> None:
+    from collections import defaultdict
+
+    data: defaultdict[str, list[int]] = defaultdict(list)
+    event = {"data": data}
+    assert not has_path(event, parse_path("data.tags"))
+    assert get_path(event, parse_path("data.tags"), "absent") == "absent"
+    assert dict(data) == {}
