@@ -25,7 +25,7 @@ from typing import Any
 
 from eventrouter.typing import Event
 
-__all__ = ["build_event", "copy_event"]
+__all__ = ["IMMUTABLE_TYPES", "build_event", "copy_event"]
 
 log = logging.getLogger("eventrouter.event")
 
@@ -35,7 +35,7 @@ _now = dt.datetime.now
 
 #: Exact types whose values never change, so a copy may share them. Subclasses are not
 #: included: a subclass of ``str`` may carry mutable attributes.
-_IMMUTABLE: frozenset[type] = frozenset(
+IMMUTABLE_TYPES: frozenset[type] = frozenset(
     {
         str,
         int,
@@ -56,6 +56,7 @@ _IMMUTABLE: frozenset[type] = frozenset(
         type(Ellipsis),
     }
 )
+_IMMUTABLE = IMMUTABLE_TYPES  # the hot path's local name
 
 #: How deep the recursive fast path goes before the iterative copier takes over. Real events
 #: are a handful of levels deep; anything deeper is probably cyclic.

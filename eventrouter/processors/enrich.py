@@ -5,13 +5,13 @@ Since 0.1.
 
 from __future__ import annotations
 
-import copy
 import importlib.metadata
 import os
 import socket
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from eventrouter.event import IMMUTABLE_TYPES, copy_event
 from eventrouter.paths import MISSING, ParsedPath, format_path, get_path, parse_path, set_path
 from eventrouter.typing import Event
 
@@ -19,8 +19,6 @@ __all__ = ["SOURCES", "Enrich"]
 
 SOURCES = ("hostname", "pid", "version:<distribution>", "env:<NAME>", "env:<NAME>:-<default>")
 """The forms accepted as values of ``Enrich(sources=...)``. Since 0.1."""
-
-_IMMUTABLE: frozenset[type] = frozenset({str, int, float, bool, bytes, type(None)})
 
 _pid = os.getpid()
 
@@ -114,7 +112,7 @@ class Enrich:
         for path, value in (fields or {}).items():
             if callable(value):
                 kind: _Kind = "call"
-            elif type(value) in _IMMUTABLE:
+            elif type(value) in IMMUTABLE_TYPES:
                 kind = "value"
             else:
                 kind = "copy"
@@ -144,7 +142,7 @@ class Enrich:
             elif kind == "pid":
                 set_path(event, path, _pid)
             else:
-                set_path(event, path, copy.deepcopy(value))
+                set_path(event, path, copy_event(value))
         return event
 
     def __repr__(self) -> str:

@@ -36,7 +36,11 @@ def sample_point(value: Any, salt: str = "") -> int:
     decimal digits, anything else as compact sorted JSON), keyed with ``salt``: stable across
     processes, machines and Python versions. Since 0.1.
     """
-    digest = hashlib.blake2b(_key_bytes(value), digest_size=8, key=salt.encode()).digest()
+    return _point(value, salt.encode())
+
+
+def _point(value: Any, salt: bytes) -> int:
+    digest = hashlib.blake2b(_key_bytes(value), digest_size=8, key=salt).digest()
     return int.from_bytes(digest, "big")
 
 
@@ -81,8 +85,7 @@ class Sample:
 
     def keeps(self, value: Any) -> bool:
         """Whether events whose key has this ``value`` are kept."""
-        digest = hashlib.blake2b(_key_bytes(value), digest_size=8, key=self._salt).digest()
-        return int.from_bytes(digest, "big") < self._threshold
+        return _point(value, self._salt) < self._threshold
 
     def __call__(self, event: Event) -> Event:
         """Return ``event`` when it is in the sample.
