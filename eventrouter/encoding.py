@@ -43,7 +43,15 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-__all__ = ["CYCLE_MARKER", "dict_key", "dumps", "json_default", "to_jsonable", "unique_key"]
+__all__ = [
+    "CYCLE_MARKER",
+    "dict_key",
+    "dumps",
+    "json_default",
+    "parse_timestamp",
+    "to_jsonable",
+    "unique_key",
+]
 
 CYCLE_MARKER = "<cycle>"
 """What a value that contains itself is replaced with. Since 0.1."""
@@ -71,6 +79,28 @@ def _safe_str(value: object) -> str:
         return str(value)
     except Exception:
         return f"<unencodable {type(value).__name__}>"
+
+
+def parse_timestamp(value: object) -> _dt.datetime | None:
+    """Return ``value`` as an aware datetime, or ``None`` when it is not a timestamp.
+
+    The reverse of this module's datetime rule: a ``datetime`` is kept and an ISO-8601 string
+    is parsed; either one without a UTC offset is taken to be UTC already. Anything else
+    (a number, an unparsable string) gives ``None``.
+
+    Args:
+        value: an event's ``timestamp``, as built or as read back from JSON.
+
+    Since 0.1.
+    """
+    if isinstance(value, str):
+        try:
+            value = _dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, _dt.datetime):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=_UTC)
 
 
 def json_default(obj: object) -> Any:

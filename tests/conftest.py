@@ -12,12 +12,14 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,36 @@ def free_port() -> int:
 def unused_port() -> int:
     """A local TCP port with no server behind it (for "the server is down" tests)."""
     return free_port()
+
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+
+
+def run_in_fork(child: Callable[[], int], timeout: float = STARTUP_TIMEOUT) -> int:
+    """Run ``child()`` in a forked process and return its exit code (its return value).
+
+    An exception in the child prints its traceback and exits with 99. A child still running
+    after ``timeout`` seconds (only a bug, such as a deadlock, gets there) is killed and the
+    test fails.
+    """
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 99
+        try:
+            code = child()
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"the forked child did not finish within {timeout} s (a deadlock?)")
 
 
 # -- MongoDB ------------------------------------------------------------------------------
@@ -141,12 +173,16 @@ class SegmentIngest:
         url: the base URL to give the client as ``host``.
         requests: every ``/v1/batch`` request as ``{"headers": {...}, "body": {...},
             "status": answered}``, including the ones answered with an error.
+        arrived: how many requests have arrived, answered or still held (:meth:`hold`).
     """
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.arrived = 0
         self._failures: list[int] = []
         self._lock = threading.Condition()
+        self._open = threading.Event()
+        self._open.set()
         ingest = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -155,6 +191,8 @@ class SegmentIngest:
                 raw = self.rfile.read(length)
                 if self.headers.get("Content-Encoding") == "gzip":
                     raw = gzip.decompress(raw)
+                ingest._arrive()
+                ingest._open.wait(STARTUP_TIMEOUT)
                 status = ingest._record(self.path, dict(self.headers.items()), raw)
                 body = b"{}" if status == 200 else b'{"code":"server","message":"failing"}'
                 self.send_response(status)
@@ -181,15 +219,37 @@ class SegmentIngest:
             self._lock.notify_all()
             return status
 
+    def _arrive(self) -> None:
+        with self._lock:
+            self.arrived += 1
+            self._lock.notify_all()
+
+    def hold(self) -> None:
+        """Keep requests waiting, unanswered, until :meth:`release` (at most a minute)."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Answer the held requests, and the next ones at once."""
+        self._open.set()
+
+    def wait_for_arrivals(self, count: int, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Block until ``count`` requests arrived, held or not (a long bound: only a bug
+        reaches it)."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self.arrived >= count, timeout):
+                pytest.fail(f"expected {count} requests to arrive, got {self.arrived}")
+
     def fail_next(self, times: int, status: int = 503) -> None:
         """Answer the next ``times`` batch requests with ``status``."""
         with self._lock:
             self._failures.extend([status] * times)
 
     def reset(self) -> None:
-        """Forget the recorded requests and pending failures."""
+        """Forget the recorded requests and pending failures; stop holding requests."""
+        self._open.set()
         with self._lock:
             self.requests.clear()
+            self.arrived = 0
             self._failures.clear()
 
     @property
@@ -205,6 +265,7 @@ class SegmentIngest:
                 pytest.fail(f"expected {count} requests, got {len(self.requests)}")
 
     def close(self) -> None:
+        self._open.set()
         self._server.shutdown()
         self._server.server_close()
 

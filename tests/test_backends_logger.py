@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import json
 import logging
+import logging.handlers
 import os
 import time
 import uuid
@@ -137,12 +138,35 @@ def test_a_truncated_line_fits_max_event_size(log_path: Path) -> None:
     assert len(raw) >= 295  # as much data as fits is kept
 
 
-def test_truncated_events_are_counted(log_path: Path) -> None:
-    backend = LoggerBackend(path=log_path, max_event_size=300)
+@pytest.mark.parametrize(
+    "rotation",
+    [{}, {"max_bytes": 1_000_000}, {"when": "D"}],
+    ids=["plain", "max_bytes", "when"],
+)
+def test_truncated_events_are_counted_once_each(log_path: Path, rotation: dict[str, Any]) -> None:
+    backend = LoggerBackend(path=log_path, max_event_size=300, **rotation)
     backend.send(event(text="small"))
     backend.send(event(text="z" * 1000))
     backend.send(event(text="z" * 1000))
-    assert backend.stats() == {"truncated": 2}
+    backend.close()
+    assert backend.stats()["truncated"] == 2
+    assert [isinstance(line["data"], str) for line in lines(log_path)] == [False, True, True]
+
+
+def test_event_formatter_formats_a_record_once_on_a_size_rotating_handler(
+    captured_logger: tuple[logging.Logger, io.StringIO], tmp_path: Path
+) -> None:
+    logger, _stream = captured_logger
+    formatter = EventJsonFormatter(max_event_size=300)
+    handler = logging.handlers.RotatingFileHandler(tmp_path / "app.log", maxBytes=1_000_000)
+    handler.setFormatter(formatter)
+    logger.addHandler(handler)
+    try:
+        LoggerBackend(logger_name=logger.name).send(event(text="z" * 1000))
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert formatter.truncated == 1
 
 
 def test_an_envelope_over_the_limit_is_still_written(log_path: Path) -> None:
@@ -219,6 +243,40 @@ def test_logger_mode_respects_the_level(
     assert stream.getvalue() == ""
 
 
+def test_events_below_the_loggers_level_are_counted_as_suppressed(
+    captured_logger: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, _stream = captured_logger
+    backend = LoggerBackend(logger_name=logger.name, level="debug")
+    backend.send(event())
+    backend.send(event())
+    assert backend.stats()["suppressed"] == 2
+
+
+def test_suppressed_events_are_warned_about_once_without_their_data(
+    captured_logger: tuple[logging.Logger, io.StringIO], caplog: pytest.LogCaptureFixture
+) -> None:
+    logger, _stream = captured_logger
+    backend = LoggerBackend(logger_name=logger.name, level="debug")
+    with caplog.at_level(logging.WARNING, logger="eventrouter.backends.logger"):
+        backend.send(event(secret="s3cr3t"))
+        backend.send(event(secret="s3cr3t"))
+    warnings = [r for r in caplog.records if r.name == "eventrouter.backends.logger"]
+    assert len(warnings) == 1
+    assert logger.name in warnings[0].getMessage()
+    assert "s3cr3t" not in caplog.text
+
+
+def test_written_events_are_not_counted_as_suppressed(
+    captured_logger: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = captured_logger
+    backend = LoggerBackend(logger_name=logger.name)
+    backend.send(event())
+    assert stream.getvalue() != ""
+    assert backend.stats()["suppressed"] == 0
+
+
 def test_logger_mode_truncates_too(
     captured_logger: tuple[logging.Logger, io.StringIO],
 ) -> None:
@@ -226,7 +284,7 @@ def test_logger_mode_truncates_too(
     backend = LoggerBackend(logger_name=logger.name, max_event_size=300)
     backend.send(event(text="w" * 1000))
     assert len(stream.getvalue().strip()) <= 300
-    assert backend.stats() == {"truncated": 1}
+    assert backend.stats()["truncated"] == 1
 
 
 def test_event_formatter_can_serve_an_apps_own_handler(
@@ -244,6 +302,19 @@ def test_path_and_logger_name_are_exclusive(tmp_path: Path) -> None:
         LoggerBackend(path=tmp_path / "a.log", logger_name="x")
 
 
+def test_path_or_logger_name_is_required() -> None:
+    with pytest.raises(ValueError, match=r"path .* logger_name"):
+        LoggerBackend()
+
+
+def test_an_empty_logger_name_means_the_root_logger(caplog: pytest.LogCaptureFixture) -> None:
+    sent = event()
+    with caplog.at_level(logging.INFO):
+        LoggerBackend(logger_name="").send(sent)
+    (record,) = [r for r in caplog.records if r.name == "root"]
+    assert json.loads(record.getMessage())["id"] == sent["id"]
+
+
 def test_an_unknown_level_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown logging level"):
-        LoggerBackend(level="LOUD")
+        LoggerBackend(logger_name="x", level="LOUD")

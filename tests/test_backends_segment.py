@@ -5,16 +5,21 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import segment.analytics
-from conftest import SegmentIngest, basic_auth
+from conftest import STARTUP_TIMEOUT, SegmentIngest, basic_auth, needs_fork, run_in_fork
 
 import eventrouter.backends.segment as segment_module
 from eventrouter import DeliveryError, MissingExtraError, build_event
-from eventrouter.backends.segment import SegmentBackend
+from eventrouter.backends.segment import CLOSE_TIMEOUT, SegmentBackend
+from eventrouter.deadletter import DeadLetterFile, read_dead_letters
 from eventrouter.typing import Event
 
 WRITE_KEY = "test-write-key"
@@ -150,6 +155,14 @@ def test_properties_are_the_whole_event(
     }
 
 
+def test_properties_keep_both_values_of_keys_that_become_the_same_string(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    sent = {**event(), "data": {1: "int key", "1": "str key"}}
+    deliver(make_backend(), sent)
+    assert segment_ingest.messages[0]["properties"]["data"] == {"1": "str key", "1~int": "int key"}
+
+
 def test_the_timestamp_is_the_events(make_backend: Factory, segment_ingest: SegmentIngest) -> None:
     sent = {**event(), "timestamp": dt.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=dt.UTC)}
     deliver(make_backend(), sent)
@@ -238,3 +251,207 @@ def test_without_the_client_construction_names_the_extra(monkeypatch: pytest.Mon
     monkeypatch.setattr(segment_module, "_HAVE_SEGMENT", False)
     with pytest.raises(MissingExtraError, match=r"eventrouter\[segment\]"):
         SegmentBackend(write_key=WRITE_KEY)
+
+
+# -- dead letter --------------------------------------------------------------------------
+
+
+def test_a_batch_the_client_gives_up_on_goes_to_the_dead_letter_file(
+    make_backend: Factory, segment_ingest: SegmentIngest, tmp_path: Path
+) -> None:
+    segment_ingest.fail_next(1, status=500)
+    backend = make_backend(max_retries=0, dead_letter=tmp_path / "dead.jsonl")
+    sent = event()
+    deliver(backend, sent)
+    (record,) = read_dead_letters(tmp_path / "dead.jsonl")
+    assert record["backend"] == "segment"
+    assert record["error"] == "APIError"
+    assert (record["event"]["id"], record["event"]["name"]) == (sent["id"], sent["name"])
+
+
+def test_dead_letter_records_carry_the_given_backend_name(
+    make_backend: Factory, segment_ingest: SegmentIngest, tmp_path: Path
+) -> None:
+    segment_ingest.fail_next(1, status=500)
+    dead = DeadLetterFile(tmp_path / "dead.jsonl")
+    backend = make_backend(max_retries=0, dead_letter=dead, name="analytics.segment")
+    deliver(backend, event())
+    assert [r["backend"] for r in read_dead_letters(dead.path)] == ["analytics.segment"]
+
+
+def test_events_still_queued_at_close_go_to_the_dead_letter_file(
+    make_backend: Factory, segment_ingest: SegmentIngest, tmp_path: Path
+) -> None:
+    failures: list[Event] = []
+    backend = make_backend(
+        upload_size=1,
+        dead_letter=tmp_path / "dead.jsonl",
+        on_failure=lambda ev, exc: failures.extend(ev),
+    )
+    segment_ingest.hold()  # the client's thread waits on its first post
+    sent = [event(f"e.{n}") for n in range(4)]
+    for one in sent:
+        backend.send(one)
+    segment_ingest.wait_for_arrivals(1)
+    backend.close(timeout=0)
+    segment_ingest.release()
+    segment_ingest.wait_for_requests(1)  # the held post is answered within this test
+    queued = [e["id"] for e in sent[1:]]  # the first one was being posted
+    assert [r["event"]["id"] for r in read_dead_letters(tmp_path / "dead.jsonl")] == queued
+    assert [e["id"] for e in failures] == queued
+    assert backend.stats()["failed"] == 3
+
+
+# -- flush and close ----------------------------------------------------------------------
+
+
+def test_flush_returns_after_its_timeout_while_the_client_is_still_posting(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    backend = make_backend()
+    segment_ingest.hold()
+    backend.send(event())
+    segment_ingest.wait_for_arrivals(1)
+    try:
+        backend.flush(timeout=0.01)  # returns although the post is held; would hang otherwise
+        assert segment_ingest.messages == []
+    finally:
+        segment_ingest.release()
+    backend.flush()
+    assert len(segment_ingest.messages) == 1
+
+
+def test_close_returns_after_its_timeout_while_the_client_is_still_posting(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    backend = make_backend()
+    segment_ingest.hold()
+    backend.send(event())
+    segment_ingest.wait_for_arrivals(1)
+    try:
+        backend.close(timeout=0.01)  # returns although the post is held (after ~1 s grace)
+        assert segment_ingest.messages == []
+    finally:
+        segment_ingest.release()
+    segment_ingest.wait_for_requests(1)
+
+
+def test_close_delivers_what_is_queued(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    backend = make_backend(upload_size=2)
+    sent = [event(f"e.{n}") for n in range(5)]
+    for one in sent:
+        backend.send(one)
+    backend.close()
+    assert sorted(m["messageId"] for m in segment_ingest.messages) == sorted(e["id"] for e in sent)
+
+
+EXIT_SCRIPT = """
+import sys
+
+from eventrouter import build_event
+from eventrouter.backends.segment import SegmentBackend
+
+host, dead_letter, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+backend = SegmentBackend(
+    write_key="k",
+    host=host,
+    upload_size=10,
+    upload_interval=1.0,
+    max_retries=0,
+    dead_letter=dead_letter,
+)
+for n in range(count):
+    backend.send(build_event("exit.test", {"n": n}, context={"user_id": 1}))
+# no flush(), no close(): the interpreter exits with the events still queued
+"""
+
+
+def exit_without_closing(segment_ingest: SegmentIngest, tmp_path: Path, count: int) -> Path:
+    """Run EXIT_SCRIPT in a new interpreter; return its dead-letter file's path."""
+    script = tmp_path / "exit_script.py"
+    script.write_text(EXIT_SCRIPT, encoding="utf-8")
+    dead_letter = tmp_path / "dead.jsonl"
+    subprocess.run(
+        [sys.executable, str(script), segment_ingest.url, str(dead_letter), str(count)],
+        check=True,
+        timeout=STARTUP_TIMEOUT + CLOSE_TIMEOUT,
+    )
+    return dead_letter
+
+
+def test_events_queued_at_interpreter_exit_are_delivered(
+    segment_ingest: SegmentIngest, tmp_path: Path
+) -> None:
+    exit_without_closing(segment_ingest, tmp_path, 45)
+    assert sorted(m["properties"]["data"]["n"] for m in segment_ingest.messages) == list(range(45))
+
+
+def test_events_queued_at_interpreter_exit_that_fail_are_dead_lettered(
+    segment_ingest: SegmentIngest, tmp_path: Path
+) -> None:
+    segment_ingest.fail_next(1000, status=500)
+    dead_letter = exit_without_closing(segment_ingest, tmp_path, 45)
+    records = list(read_dead_letters(dead_letter))
+    assert sorted(r["event"]["data"]["n"] for r in records) == list(range(45))
+
+
+# -- fork ---------------------------------------------------------------------------------
+
+
+@needs_fork
+def test_a_forked_child_neither_waits_on_nor_reports_the_parents_queue(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    failures: list[Event] = []
+    backend = make_backend(upload_size=1, on_failure=lambda ev, exc: failures.extend(ev))
+    segment_ingest.hold()
+    sent = [event(f"e.{n}") for n in range(3)]
+    for one in sent:
+        backend.send(one)
+    segment_ingest.wait_for_arrivals(1)  # the parent's queue is busy when it forks
+
+    def child() -> int:
+        backend.flush()  # the parent's queue never drains here: this would hang
+        backend.close()
+        return 3 if failures else 0
+
+    try:
+        code = run_in_fork(child)
+    finally:
+        segment_ingest.release()
+    assert code == 0
+    backend.flush()
+    assert sorted(m["messageId"] for m in segment_ingest.messages) == sorted(e["id"] for e in sent)
+
+
+@needs_fork
+def test_a_forked_child_is_not_blocked_by_a_lock_held_in_the_parent(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    backend = make_backend()
+    holding, done = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with backend._lock:
+            holding.set()
+            done.wait(STARTUP_TIMEOUT)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    holding.wait(STARTUP_TIMEOUT)
+    sent = event()
+
+    def child() -> int:
+        backend.send(sent)  # creates the child's own client, under the lock
+        backend.flush()
+        return 0
+
+    try:
+        code = run_in_fork(child)
+    finally:
+        done.set()
+        holder.join()
+    assert code == 0
+    assert [m["messageId"] for m in segment_ingest.messages] == [sent["id"]]

@@ -15,16 +15,20 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from eventrouter import _forksafe
 from eventrouter.encoding import dumps
 from eventrouter.errors import DeliveryError
 from eventrouter.typing import Event
 
-__all__ = ["DEFAULT_LOGGER_NAME", "EventJsonFormatter", "LoggerBackend"]
+__all__ = ["EventJsonFormatter", "LoggerBackend", "truncate_event"]
 
-DEFAULT_LOGGER_NAME = "eventrouter.events"
-"""The logger events go to when neither ``path`` nor ``logger_name`` is given. Since 0.1."""
+log = logging.getLogger(__name__)
 
+_RECORD_NAME = "eventrouter.events"
 _TRUNCATED_KEY = "truncated"
+_LINE_ATTRIBUTE = "_eventrouter_line"
+"""The record attribute holding ``(formatter, line)`` once an :class:`EventJsonFormatter`
+formatted it. python-json-logger leaves attributes starting with ``_`` out of its output."""
 
 
 def _escaped_length(text: str) -> int:
@@ -65,15 +69,18 @@ def truncate_event(event: Mapping[str, Any], size: int, limit: int) -> dict[str,
 
 
 class _Counter:
-    """A thread-safe counter for the rare path (oversize events)."""
+    """A thread-safe counter for the rare paths (oversize or suppressed events)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.value = 0
+        _forksafe.register(self)
 
-    def increment(self) -> None:
+    def increment(self) -> int:
+        """Add one; return the new value."""
         with self._lock:
             self.value += 1
+            return self.value
 
 
 class EventJsonFormatter(JsonFormatter):
@@ -102,6 +109,21 @@ class EventJsonFormatter(JsonFormatter):
     def truncated(self) -> int:
         """How many lines this formatter truncated. Since 0.1."""
         return self._truncated.value
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record's JSON line, formatting it only once per record.
+
+        Handlers may format a record twice (``RotatingFileHandler`` does, to decide on a
+        rollover); the line is kept on the record, so the work and the truncation count are
+        not repeated.
+        """
+        memo = record.__dict__.get(_LINE_ATTRIBUTE)
+        if memo is not None and memo[0] is self:
+            line: str = memo[1]
+            return line
+        line = super().format(record)
+        record.__dict__[_LINE_ATTRIBUTE] = (self, line)
+        return line
 
     def serialize_log_record(self, log_data: dict[str, Any]) -> str:
         """Encode ``log_data``, truncating ``data`` when the line is over the limit."""
@@ -133,6 +155,27 @@ class _EventMessage(dict[str, Any]):
 
     def __str__(self) -> str:
         return self.line
+
+
+class _EventRecord(logging.LogRecord):
+    """The record the backend hands its own handler, with the JSON line already formatted.
+
+    A full ``LogRecord`` takes longer to build (clock, thread, process...) than the line
+    takes to write; the handler and :class:`EventJsonFormatter` only need the message and
+    the line, so ``LogRecord.__init__`` is deliberately not called.
+    """
+
+    def __init__(self, event: Event, line: str, formatter: EventJsonFormatter, level: int) -> None:
+        self.__dict__.update(
+            name=_RECORD_NAME,
+            msg=event,
+            args=(),
+            levelno=level,
+            exc_info=None,
+            exc_text=None,
+            stack_info=None,
+        )
+        self.__dict__[_LINE_ATTRIBUTE] = (formatter, line)
 
 
 class _FileHandlerMixin(logging.Handler):
@@ -175,11 +218,14 @@ def _level(level: int | str) -> int:
 class LoggerBackend:
     """Write each event as one JSON line, to a file of its own or to a named logger.
 
-    With ``path``, lines go to that file (its folders are created), through a handler of the
-    backend's own that no other logger sees; ``max_bytes`` or ``when`` turn on size- or
-    time-based rotation (:mod:`logging.handlers`). With ``logger_name``, records go to that
-    logger and the app's logging configuration decides where: the record's message is the
-    JSON line for plain formatters and the envelope dict for python-json-logger ones.
+    Give ``path`` or ``logger_name``. With ``path``, lines go to that file (its folders are
+    created), through a handler of the backend's own that no other logger sees, formatted
+    by :class:`EventJsonFormatter`; ``max_bytes`` or ``when`` turn on size- or time-based
+    rotation (:mod:`logging.handlers`). With ``logger_name``, records go to that logger and
+    the app's logging configuration decides where: the record's message is the JSON line
+    for plain formatters and the envelope dict for python-json-logger ones. If that logger
+    is not enabled for ``level``, events are counted in ``stats()["suppressed"]`` and a
+    warning is logged once.
 
     Each line is the envelope (``id``, ``name``, ``timestamp``, ``data``, ``context``) encoded
     by :mod:`eventrouter.encoding`. A line over ``max_event_size`` is written with its
@@ -187,7 +233,8 @@ class LoggerBackend:
 
     Args:
         path: the file to write; exclusive with ``logger_name``.
-        logger_name: the logger to log to (default ``"eventrouter.events"`` when no ``path``).
+        logger_name: the logger to log to (``""`` is the root logger); exclusive with
+            ``path``.
         level: the level of the records (name or number), default ``"INFO"``.
         max_event_size: the maximum line length in characters; ``None`` (default) for no limit.
         max_bytes: rotate the file when it would grow past this size (``RotatingFileHandler``).
@@ -198,6 +245,10 @@ class LoggerBackend:
         utc: use UTC for time-based rotation (default ``True``).
         watch: reopen the file when an external tool (logrotate) moved it
             (``WatchedFileHandler``); exclusive with the rotation options.
+
+    Raises:
+        ValueError: neither or both of ``path`` and ``logger_name`` are given, or the
+            options do not fit together.
 
     Since 0.1.
     """
@@ -218,6 +269,11 @@ class LoggerBackend:
     ) -> None:
         if path is not None and logger_name is not None:
             raise ValueError("give either path or logger_name, not both")
+        if path is None and logger_name is None:
+            raise ValueError(
+                "give path (the file to write) or logger_name (a logger your logging "
+                "configuration sends somewhere)"
+            )
         if max_event_size is not None and max_event_size < 1:
             raise ValueError("max_event_size must be a positive number of characters or None")
         if path is None and (max_bytes or when or backup_count or watch):
@@ -227,6 +283,7 @@ class LoggerBackend:
         self.level = _level(level)
         self.max_event_size = max_event_size
         self._truncated = _Counter()
+        self._suppressed = _Counter()
         self._handler: logging.Handler | None = None
         self._logger: logging.Logger | None = None
         if path is not None:
@@ -245,7 +302,7 @@ class LoggerBackend:
             self._handler.setFormatter(self._formatter)
         else:
             self.path = None
-            self._logger = logging.getLogger(logger_name or DEFAULT_LOGGER_NAME)
+            self._logger = logging.getLogger(logger_name)
 
     @staticmethod
     def _make_handler(
@@ -282,10 +339,16 @@ class LoggerBackend:
         Raises:
             DeliveryError: the file could not be written (``path`` mode).
         """
-        if self._handler is not None:
-            record = logging.LogRecord("eventrouter.events", self.level, "", 0, event, (), None)
+        line = dumps(event)
+        limit = self.max_event_size
+        if limit is not None and len(line) > limit:
+            self._truncated.increment()
+            event = truncate_event(event, len(line), limit)
+            line = dumps(event)
+        handler = self._handler
+        if handler is not None:
             try:
-                self._handler.handle(record)
+                handler.handle(_EventRecord(event, line, self._formatter, self.level))
             except OSError as exc:  # opening the file (the handler reports write errors)
                 raise DeliveryError(
                     f"JSON log backend: could not open {str(self.path)!r} ({type(exc).__name__})"
@@ -294,13 +357,14 @@ class LoggerBackend:
         logger = self._logger
         assert logger is not None
         if not logger.isEnabledFor(self.level):
+            if self._suppressed.increment() == 1:
+                log.warning(
+                    "JSON log backend: logger %r is not enabled for %s, so events are not "
+                    "written; they are counted in stats()['suppressed'] (logged once)",
+                    logger.name,
+                    logging.getLevelName(self.level),
+                )
             return
-        line = dumps(event)
-        limit = self.max_event_size
-        if limit is not None and len(line) > limit:
-            self._truncated.increment()
-            event = truncate_event(event, len(line), limit)
-            line = dumps(event)
         record = logger.makeRecord(
             logger.name, self.level, "", 0, _EventMessage(event, line), (), None
         )
@@ -317,8 +381,6 @@ class LoggerBackend:
             self._handler.close()
 
     def stats(self) -> dict[str, int]:
-        """Counters: ``truncated``, the events written with their ``data`` cut."""
-        truncated = self._truncated.value
-        if self._handler is not None:
-            truncated += self._formatter.truncated
-        return {"truncated": truncated}
+        """Counters: ``truncated`` (events written with their ``data`` cut) and
+        ``suppressed`` (events the logger was not enabled for, in ``logger_name`` mode)."""
+        return {"truncated": self._truncated.value, "suppressed": self._suppressed.value}

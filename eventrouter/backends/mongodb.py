@@ -13,7 +13,14 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from eventrouter.encoding import CYCLE_MARKER, dict_key, json_default, unique_key
+from eventrouter import _forksafe
+from eventrouter.encoding import (
+    CYCLE_MARKER,
+    dict_key,
+    json_default,
+    parse_timestamp,
+    unique_key,
+)
 from eventrouter.errors import DeliveryError, MissingExtraError
 from eventrouter.typing import Event
 
@@ -107,18 +114,6 @@ def _convert(value: Any, active: set[int], depth: int) -> Any:
         active.discard(marker)
 
 
-def _parse_timestamp(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            parsed = _dt.datetime.fromisoformat(value)
-        except ValueError:
-            return value
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=_dt.UTC)
-        return parsed
-    return value
-
-
 def _document(event: Event) -> dict[str, Any]:
     """The document as pymongo is first asked to store it (no conversion)."""
     doc: dict[str, Any] = {}
@@ -128,7 +123,9 @@ def _document(event: Event) -> dict[str, Any]:
         if key != "id":
             doc[key] = value
     if "timestamp" in doc:
-        doc["timestamp"] = _parse_timestamp(doc["timestamp"])
+        parsed = parse_timestamp(doc["timestamp"])
+        if parsed is not None:
+            doc["timestamp"] = parsed
     return doc
 
 
@@ -155,7 +152,8 @@ def to_document(event: Event) -> dict[str, Any]:
 class MongoBackend:
     """Store each event as a MongoDB document whose ``_id`` is the event's ``id``.
 
-    The client is created on first use (and again in a forked child); writes are
+    The client is created on first use (and again in a forked child, whose lock is new too,
+    so a fork while another thread sends cannot deadlock the child); writes are
     acknowledged (``w=1``) unless ``write_concern`` says otherwise. Indexes on ``name`` and
     ``timestamp`` are created once, when the first write finds them missing. Re-sending an
     event is a no-op: duplicate ``_id`` errors count as success. Documents are built by
@@ -212,6 +210,7 @@ class MongoBackend:
         self._pid = 0
         self._indexes_ready = not create_indexes
         self._counters = {"duplicates": 0, "converted": 0}
+        _forksafe.register(self)
 
     # -- connection -------------------------------------------------------------------------
 
@@ -358,10 +357,14 @@ class MongoBackend:
     # -- hooks ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the client (a later send opens a new one)."""
+        """Close the client (a later send opens a new one).
+
+        In a forked child, a client inherited from the parent is only dropped: closing it
+        would end the parent's sessions over the parent's connections.
+        """
         with self._lock:
             client, self._client, self._collection = self._client, None, None
-        if client is not None:
+        if client is not None and self._pid == os.getpid():
             client.close()
 
     def stats(self) -> dict[str, int]:

@@ -5,17 +5,21 @@ Needs the ``segment`` extra (``pip install 'eventrouter[segment]'``). Since 0.1.
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
+import atexit
+import functools
 import logging
 import os
 import queue
 import threading
+import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlunsplit
 
-from eventrouter.encoding import dumps
+from eventrouter import _forksafe
+from eventrouter.deadletter import DeadLetterFile
+from eventrouter.encoding import dumps, parse_timestamp, to_jsonable
 from eventrouter.errors import DeliveryError, MissingExtraError
 from eventrouter.typing import Event
 
@@ -31,22 +35,21 @@ __all__ = ["CLOSE_TIMEOUT", "FailureHandler", "SegmentBackend", "to_segment_call
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 30.0
-"""How long ``close()`` waits for the client to deliver what is queued. Since 0.1."""
+"""How long ``close()`` waits, by default, for the client to deliver what is queued. Since 0.1."""
+
+_JOIN_GRACE = 1.0
+"""How long ``close()`` gives the client's threads, after its timeout, to hand back a batch
+they hold (they re-queue it when paused during a retry wait, and check every second)."""
+
+
+def _close_at_exit(ref: weakref.ref[SegmentBackend]) -> None:
+    backend = ref()
+    if backend is not None:
+        backend.close()
+
 
 FailureHandler = Callable[[list[Event], BaseException], None]
 """``on_failure(events, exc)``: called with the events of a batch the client gave up on."""
-
-
-def _timestamp(value: Any) -> _dt.datetime | None:
-    if isinstance(value, _dt.datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=_dt.UTC)
-    if isinstance(value, str):
-        try:
-            parsed = _dt.datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=_dt.UTC)
-    return None
 
 
 def _segment_context(context: Mapping[str, Any]) -> dict[str, Any]:
@@ -110,7 +113,7 @@ def to_segment_call(event: Event) -> dict[str, Any] | str:
     if not user_id and not anonymous_id:
         return "the event has no context.user_id, context.anonymous_id or context.session"
     message_id = event.get("id")
-    properties = json.loads(dumps(event))
+    properties: dict[str, Any] = to_jsonable(event)
     json_context = properties.get("context")
     return {
         "user_id": user_id or None,
@@ -118,7 +121,7 @@ def to_segment_call(event: Event) -> dict[str, Any] | str:
         "event": name,
         "properties": properties,
         "context": _segment_context(json_context if isinstance(json_context, dict) else {}),
-        "timestamp": _timestamp(event.get("timestamp")),
+        "timestamp": parse_timestamp(event.get("timestamp")),
         "message_id": None if message_id is None else str(message_id),
     }
 
@@ -135,8 +138,12 @@ class SegmentBackend:
     ``context.page`` (or ``https://{context.host}{context.path}``), ``context.path`` and
     ``context.referer``.
 
-    The client batches and retries in its own thread. Batches it gives up on are counted
-    (``failed``), logged with their events' names and ids, and passed to ``on_failure``.
+    The client batches and retries in its own thread. Batches it gives up on, and events
+    still queued when the backend is closed, are counted (``failed``), logged with their
+    events' names and ids, written to ``dead_letter`` and passed to ``on_failure``. At
+    interpreter exit an open backend is closed (waiting at most :data:`CLOSE_TIMEOUT`), so
+    queued events are delivered or dead-lettered rather than dropped. In a forked child, the
+    client inherited from the parent is left alone: the child gets a client of its own.
 
     Args:
         write_key: the Segment source's write key (required).
@@ -153,6 +160,9 @@ class SegmentBackend:
         max_total_backoff_duration: give up on a batch after retrying for this long (seconds).
         on_failure: ``on_failure(events, exc)``, called (in the client's thread) with the
             events of each batch the client gave up on, as the JSON data it held.
+        dead_letter: a :class:`~eventrouter.deadletter.DeadLetterFile` (or its path) the
+            events of those batches are appended to; a YAML tree passes its own.
+        name: the backend name written in dead-letter records (default ``"segment"``).
 
     Raises:
         MissingExtraError: segment-analytics-python is not installed.
@@ -175,14 +185,20 @@ class SegmentBackend:
         sync_mode: bool = False,
         max_total_backoff_duration: float = 43200,
         on_failure: FailureHandler | None = None,
+        dead_letter: DeadLetterFile | str | os.PathLike[str] | None = None,
+        name: str = "segment",
     ) -> None:
         if not _HAVE_SEGMENT:
             raise MissingExtraError("the Segment backend", "segment", "segment-analytics-python")
         if not isinstance(write_key, str) or not write_key:
             raise ValueError("write_key must be a non-empty string: the Segment source's key")
+        if dead_letter is not None and not isinstance(dead_letter, DeadLetterFile):
+            dead_letter = DeadLetterFile(dead_letter)
         self.write_key = write_key
         self.host = host
         self.on_failure = on_failure
+        self.dead_letter: DeadLetterFile | None = dead_letter
+        self.name = name
         self._client_options: dict[str, Any] = {
             "upload_size": upload_size,
             "upload_interval": upload_interval,
@@ -197,9 +213,11 @@ class SegmentBackend:
         self._lock = threading.Lock()
         self._client: Any = None
         self._pid = 0
+        self._exit_hook: Callable[[], None] | None = None
         self._skipped = 0
         self._failed = 0
         self._reasons_logged: set[str] = set()
+        _forksafe.register(self)
 
     # -- the client -------------------------------------------------------------------------
 
@@ -216,7 +234,33 @@ class SegmentBackend:
                     **self._client_options,
                 )
                 self._pid = os.getpid()
+                # Registered after the client's own ``atexit`` join, so it runs first (atexit
+                # is last in, first out): that join stops the upload threads and drops the
+                # queue. A weak reference, so the hook does not keep the backend alive.
+                if self._exit_hook is not None:
+                    atexit.unregister(self._exit_hook)
+                self._exit_hook = functools.partial(_close_at_exit, weakref.ref(self))
+                atexit.register(self._exit_hook)
             return self._client
+
+    def _take_client(self) -> Any:
+        """Detach the client; return it only if this process created it."""
+        with self._lock:
+            client, self._client = self._client, None
+            hook, self._exit_hook = self._exit_hook, None
+            ours = self._pid == os.getpid()
+        if hook is not None:
+            atexit.unregister(hook)
+        return client if ours else None
+
+    @staticmethod
+    def _wait_until_done(client: Any, timeout: float | None) -> bool:
+        """Wait until the client's queue has no unfinished events; ``False`` on timeout."""
+        q: queue.Queue[Any] = client.queue
+        with q.all_tasks_done:
+            return q.all_tasks_done.wait_for(
+                lambda: q.unfinished_tasks == 0, None if timeout is None else max(timeout, 0.0)
+            )
 
     def _on_error(self, exc: BaseException, batch: list[dict[str, Any]]) -> None:
         """The client gave up on ``batch`` (runs in the client's thread)."""
@@ -235,6 +279,14 @@ class SegmentBackend:
             type(exc).__name__,
             ", ".join(f"name={e.get('name')!r} id={e.get('id')!r}" for e in events),
         )
+        if self.dead_letter is not None and not self.dead_letter.write_many(
+            events, backend=self.name, error=exc
+        ):
+            log.error(
+                "Segment backend: could not write %d event(s) to the dead-letter file %s",
+                len(events),
+                self.dead_letter.path,
+            )
         if self.on_failure is not None:
             try:
                 self.on_failure(events, exc)
@@ -295,39 +347,62 @@ class SegmentBackend:
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the client has sent (or given up on) every queued event.
 
+        In a forked child, the queue inherited from the parent is not waited on.
+
         Args:
             timeout: wait at most this many seconds; ``None`` waits until done.
         """
         client = self._client
-        if client is None:
+        if client is None or self._pid != os.getpid():
             return
-        q: queue.Queue[Any] = client.queue
-        with q.all_tasks_done:
-            q.all_tasks_done.wait_for(lambda: q.unfinished_tasks == 0, timeout)
+        self._wait_until_done(client, timeout)
 
-    def close(self) -> None:
-        """Flush (for at most :data:`CLOSE_TIMEOUT` seconds) and stop the client's threads.
+    def close(self, timeout: float | None = None) -> None:
+        """Deliver what is queued, waiting at most ``timeout`` seconds, and stop the client.
 
-        Events still queued after that are counted as failed and handed to ``on_failure``.
+        A batch still filling is posted once ``upload_interval`` has passed, so keep that
+        below ``timeout``. Events still queued after ``timeout`` are counted as failed,
+        written to the dead letter and handed to ``on_failure``. The client's threads get
+        about one more second to hand back a batch they hold; one still being posted after
+        that is reported by the thread if it fails while the process lives. In a forked
+        child, the parent's client is dropped without waiting or reporting anything. Runs at
+        interpreter exit for an open backend.
+
+        Args:
+            timeout: the most seconds to wait; ``None`` means :data:`CLOSE_TIMEOUT`.
         """
-        with self._lock:
-            client, self._client = self._client, None
+        deadline = time.monotonic() + (CLOSE_TIMEOUT if timeout is None else timeout)
+        client = self._take_client()
         if client is None:
             return
+        atexit.unregister(client.join)  # the client's own exit hook: this replaces it
+        done = self._wait_until_done(client, deadline - time.monotonic())
+        consumers = client.consumers or []
+        for consumer in consumers:
+            consumer.pause()  # each stops after its current batch
+        if not done:  # a thread may hold a batch: give it the chance to re-queue it
+            for consumer in consumers:
+                if consumer.is_alive():
+                    consumer.join(max(deadline - time.monotonic(), _JOIN_GRACE))
         q: queue.Queue[Any] = client.queue
-        with q.all_tasks_done:
-            q.all_tasks_done.wait_for(lambda: q.unfinished_tasks == 0, CLOSE_TIMEOUT)
-        client.join()
         left: list[dict[str, Any]] = []
         while True:
             try:
                 left.append(q.get_nowait())
             except queue.Empty:
                 break
+            q.task_done()
         if left:
             self._on_error(DeliveryError("the Segment backend was closed first"), left)
+        held = q.unfinished_tasks
+        if held:
+            log.warning(
+                "Segment backend: closed while the client's thread still posts %d event(s)",
+                held,
+            )
 
     def stats(self) -> dict[str, int]:
-        """Counters: ``skipped`` (no user to attribute), ``failed`` (given up by the client)."""
+        """Counters: ``skipped`` (no user to attribute), ``failed`` (accepted, then given up:
+        by the client after its retries, or still queued at ``close()``)."""
         with self._lock:
             return {"skipped": self._skipped, "failed": self._failed}
