@@ -171,6 +171,8 @@ class _Translator:
                 out[renamed[name]] = value
             else:
                 self.problem(f"LoggerBackend has no option {name!r}", _join(path, name))
+        # event-tracking's LoggerBackend without a `name` logs to the root logger.
+        out.setdefault("logger_name", "")
         return {"class": "jsonlog", "options": out}
 
     def mongodb(self, options: Mapping[str, Any], path: str) -> dict[str, Any]:

@@ -261,3 +261,10 @@ def test_yaml_file_with_engine_settings_is_accepted(tmp_path: Path) -> None:
     )
     assert read_config(path).migrated
     assert list(load(path).backends) == ["default"]
+
+
+def test_a_logger_without_a_name_logs_to_the_root_logger_as_event_tracking_did() -> None:
+    tree = read_config(
+        {"default": {"ENGINE": "eventtracking.backends.logger.LoggerBackend", "OPTIONS": {}}}
+    )
+    assert tree.backends["default"].options == {"logger_name": ""}
