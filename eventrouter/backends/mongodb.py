@@ -259,28 +259,12 @@ class MongoBackend:
     def send(self, event: Event) -> None:
         """Insert ``event``; an event already stored (same ``id``) counts as delivered.
 
+        A batch of one: see :meth:`send_batch`.
+
         Raises:
             DeliveryError: the server is unreachable or rejected the document.
         """
-        collection = self._connected()
-        doc = _document(event)
-        try:
-            try:
-                collection.insert_one(doc)
-            except (InvalidDocument, ValueError, OverflowError, RecursionError):
-                self._count("converted", 1)
-                collection.insert_one(to_document(event))
-        except mongo_errors.DuplicateKeyError:
-            self._count("duplicates", 1)
-        except mongo_errors.PyMongoError as exc:
-            raise self._error(exc) from exc
-        except (InvalidDocument, ValueError, OverflowError, RecursionError) as exc:
-            raise DeliveryError(
-                f"MongoDB backend: the document could not be encoded ({type(exc).__name__})",
-                retryable=False,
-            ) from exc
-        if not self._indexes_ready:
-            self._ensure_indexes(collection)
+        self.send_batch((event,))
 
     def send_batch(self, events: Sequence[Event]) -> None:
         """Insert ``events`` with one unordered ``insert_many``; duplicates count as delivered.
