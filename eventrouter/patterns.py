@@ -22,6 +22,10 @@ A pattern is one of:
 Patterns are compiled once, at construction; an invalid one raises :class:`ValueError` that
 names it. Matching is case-sensitive unless ``ignore_case=True``.
 
+What is matched is not always a dotted name: dictionary keys (``Redact``'s key patterns) are
+matched with ``dotted=False``, where ``*`` matches any run of characters, dots included
+(``*password*`` matches ``user.password``), and ``#`` is literal.
+
 Since 0.1.
 """
 
@@ -35,7 +39,7 @@ __all__ = ["NamePattern", "PatternSet"]
 
 REGEX_PREFIX = "re:"
 
-PatternKind = Literal["exact", "topic", "regex"]
+PatternKind = Literal["exact", "topic", "glob", "regex"]
 
 
 def _glob_word(word: str) -> str:
@@ -72,7 +76,7 @@ def _topic_regex(text: str) -> str:
     return "".join(parts)
 
 
-def _classify(text: object) -> tuple[PatternKind, str]:
+def _classify(text: object, dotted: bool = True) -> tuple[PatternKind, str]:
     """Return the kind of a pattern and the regex source (or the exact text)."""
     if not isinstance(text, str):
         raise TypeError(f"a name pattern must be a string, not {type(text).__name__}: {text!r}")
@@ -83,6 +87,10 @@ def _classify(text: object) -> tuple[PatternKind, str]:
         return "regex", source
     if not text:
         raise ValueError("invalid name pattern '': a pattern may not be empty")
+    if not dotted:
+        if "*" in text:
+            return "glob", "(?s:.*)".join(re.escape(part) for part in text.split("*"))
+        return "exact", text
     if "*" in text or "#" in text.split("."):
         return "topic", _topic_regex(text)
     return "exact", text
@@ -101,6 +109,8 @@ class NamePattern:
     Args:
         text: the pattern.
         ignore_case: match regardless of case.
+        dotted: what is matched is a dotted name (``*`` and ``#`` work on words); with
+            ``False`` (keys), ``*`` matches any characters, dots included.
 
     Raises:
         TypeError: ``text`` is not a string.
@@ -108,15 +118,15 @@ class NamePattern:
 
     Attributes:
         text: the pattern as written.
-        kind: ``"exact"``, ``"topic"`` or ``"regex"``.
+        kind: ``"exact"``, ``"topic"``, ``"glob"`` (``dotted=False``) or ``"regex"``.
 
     Since 0.1.
     """
 
     __slots__ = ("_exact", "_regex", "kind", "text")
 
-    def __init__(self, text: str, *, ignore_case: bool = False) -> None:
-        kind, source = _classify(text)
+    def __init__(self, text: str, *, ignore_case: bool = False, dotted: bool = True) -> None:
+        kind, source = _classify(text, dotted)
         self.text: str = text
         self.kind: PatternKind = kind
         self._exact: str | None = None
@@ -158,6 +168,7 @@ class PatternSet:
     Args:
         patterns: the patterns; a bare string is refused (it is always a mistake for a list).
         ignore_case: match regardless of case.
+        dotted: see :class:`NamePattern`; ``False`` to match dictionary keys.
         cache_size: how many distinct names to remember answers for; 0 disables the cache.
 
     Raises:
@@ -170,13 +181,18 @@ class PatternSet:
     __slots__ = ("_cache", "_cache_size", "_combined", "_exact", "_regexes", "patterns")
 
     def __init__(
-        self, patterns: Iterable[str], *, ignore_case: bool = False, cache_size: int = 1024
+        self,
+        patterns: Iterable[str],
+        *,
+        ignore_case: bool = False,
+        dotted: bool = True,
+        cache_size: int = 1024,
     ) -> None:
         if isinstance(patterns, (str, bytes)):
             raise TypeError(
                 f"patterns must be a list of strings, not a single string: write [{patterns!r}]"
             )
-        compiled = [NamePattern(text, ignore_case=ignore_case) for text in patterns]
+        compiled = [NamePattern(text, ignore_case=ignore_case, dotted=dotted) for text in patterns]
         self.patterns: tuple[str, ...] = tuple(pattern.text for pattern in compiled)
         exact: set[str] = set()
         combined: list[str] = []

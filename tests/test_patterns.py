@@ -200,3 +200,22 @@ def test_topic_patterns_agree_with_word_by_word_matching(
         return  # the empty pattern is refused (tested above)
     expected = reference_match(pattern_words, name_words)
     assert NamePattern(pattern).matches(name) is expected, (pattern, name)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "key", "expected"),
+    [
+        ("*password*", "user.password", True),
+        ("*password*", "password", True),
+        ("a.*", "a.b.c", True),
+        ("#", "#", True),
+        ("#", "anything", False),
+        ("api_key", "api_key", True),
+        ("api_key", "api.key", False),
+    ],
+)
+def test_key_patterns_treat_dots_as_ordinary_characters(
+    pattern: str, key: str, expected: bool
+) -> None:
+    assert NamePattern(pattern, dotted=False).matches(key) is expected
+    assert PatternSet([pattern], dotted=False).matches(key) is expected

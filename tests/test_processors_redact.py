@@ -128,7 +128,15 @@ def test_the_event_is_redacted_in_place_and_returned() -> None:
 
 # Property: whatever the shape, a value under a sensitive key never survives.
 
-SENSITIVE_KEYS = ["password", "user_password", "PASSWORD", "apiToken", "token"]
+SENSITIVE_KEYS = [
+    "password",
+    "user_password",
+    "PASSWORD",
+    "apiToken",
+    "token",
+    "user.password",
+    "auth.token.v2",
+]
 NORMAL_KEYS = ["name", "items", "x", "pass", "tok", "0"]
 LEAVES = st.none() | st.booleans() | st.integers() | st.text(alphabet="abc", max_size=3)
 SECRET_VALUES = st.recursive(
@@ -167,3 +175,20 @@ def test_no_value_at_a_field_leaks_from_a_list_of_dicts(students: list[dict[str,
     event = ev(students=[{**student, "email": SECRET} for student in students])
     Redact(["data.students.email"])(event)
     assert all(student["email"] == "[REDACTED]" for student in event["data"]["students"])
+
+
+def test_key_patterns_match_keys_that_contain_dots() -> None:
+    redact = Redact(patterns=["*password*", "*token*", "secret*"])
+    event = {
+        "data": {
+            "user.password": "P1",
+            "form": {"auth.token": "T1"},
+            "meta": {"password.reset": "P3", "secret.x": "S2", "plain.key": "ok"},
+        }
+    }
+    redact(event)
+    assert event["data"] == {
+        "user.password": "[REDACTED]",
+        "form": {"auth.token": "[REDACTED]"},
+        "meta": {"password.reset": "[REDACTED]", "secret.x": "[REDACTED]", "plain.key": "ok"},
+    }

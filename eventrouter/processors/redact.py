@@ -33,7 +33,8 @@ class Redact:
     - ``patterns`` are name patterns (:mod:`eventrouter.patterns`) matched, **ignoring case**,
       against every string key at any depth, in mappings, lists and tuples, including the
       envelope's own keys: ``["*password*", "*token*"]`` redacts ``password``,
-      ``resetToken`` and ``data.users.0.api_token``.
+      ``resetToken``, ``data.users.0.api_token`` and a key with dots in it such as
+      ``user.password`` (in key patterns ``*`` matches any characters, dots included).
     - The whole value is replaced, even when it is a mapping or a list, so nothing of it
       remains. Tuples on the way are rebuilt.
     - It fails closed: if redaction cannot complete (a read-only mapping on the way, data
@@ -67,7 +68,7 @@ class Redact:
                     f"{option} must be a list, not a single string: write {option}=[{value!r}]"
                 )
         self._paths: tuple[ParsedPath, ...] = tuple(parse_path(path) for path in fields or ())
-        self._keys = PatternSet(patterns, ignore_case=True) if patterns else None
+        self._keys = PatternSet(patterns, ignore_case=True, dotted=False) if patterns else None
         if not self._paths and self._keys is None:
             raise ValueError("Redact needs `fields`, `patterns`, or both: nothing to redact")
         self.replacement = replacement
