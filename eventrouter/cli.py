@@ -212,6 +212,8 @@ def _parse_line(text: str) -> dict[str, Any]:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _Malformed(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise _Malformed("nested too deeply to read") from None
     if not isinstance(record, dict):
         raise _Malformed("expected a JSON object with at least a `name`")
     name = record.get("name")
@@ -309,11 +311,16 @@ def _route_with_progress(
         _route_stream(stream, tracker, counts, lambda n: progress.advance(task, n))
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def _route_stream(stream: IO[bytes], tracker: Any, counts: _RouteCounts, advance: Any) -> None:
     for number, raw in enumerate(_lines(stream), start=1):
         if advance is not None:
             advance(len(raw))
         text = raw.strip()
+        if number == 1 and text.startswith(_UTF8_BOM):  # files saved by Windows tools
+            text = text[len(_UTF8_BOM) :]
         if not text:
             continue
         counts.read += 1

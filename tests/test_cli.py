@@ -290,3 +290,23 @@ def test_route_counts_what_an_asynchronous_backend_gives_up_on_and_exits_1(
     }
     assert rows["later"][1:3] == ["0", "3"]  # delivered, failed
     assert rows["kept"][1:3] == ["3", "0"]
+
+
+def test_route_skips_a_line_nested_too_deeply_instead_of_crashing(
+    good: Path, tmp_path: Path
+) -> None:
+    deep = '{"name": "deep", "data": {"x": ' + "[" * 5000 + "]" * 5000 + "}}"
+    stdin = "\n".join([event_line("video.played"), deep, event_line("video.paused")]) + "\n"
+    result = run("route", str(good), "-", cwd=tmp_path, stdin=stdin)
+    assert result.returncode == 1
+    assert "<stdin>:2: skipped: nested too deeply to read" in result.stderr
+    assert "Traceback" not in result.stderr
+    archive = (tmp_path / "out" / "archive.jsonl").read_text().splitlines()
+    assert len(archive) == 2
+
+
+def test_route_accepts_a_file_starting_with_a_utf8_bom(good: Path, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\xef\xbb\xbf" + (event_line("video.played") + "\n").encode())
+    result = run("route", str(good), str(events), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
