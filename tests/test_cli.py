@@ -310,3 +310,43 @@ def test_route_accepts_a_file_starting_with_a_utf8_bom(good: Path, tmp_path: Pat
     events.write_bytes(b"\xef\xbb\xbf" + (event_line("video.played") + "\n").encode())
     result = run("route", str(good), str(events), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def _route_on_a_terminal(config: Path, events: Path, cwd: Path, *extra: str) -> str:
+    """Run `route` with stderr on a pseudo-terminal; return what the terminal showed."""
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "100", "TERM": "xterm"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "eventrouter", "route", str(config), str(events), *extra],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        env=env,
+    )
+    os.close(follower)
+    shown = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        if not ready:
+            process.kill()
+            break
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the other end closed: the process is done
+            break
+        if not chunk:
+            break
+        shown += chunk
+    process.wait(timeout=60)
+    os.close(leader)
+    return shown.decode("utf-8", "replace")
+
+
+def test_route_shows_a_progress_bar_on_a_terminal_for_files(good: Path, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(event_line("video.played") + "\n" for _ in range(200)))
+    assert "routing" in _route_on_a_terminal(good, events, tmp_path)
+    assert "routing" not in _route_on_a_terminal(good, events, tmp_path, "--no-progress")
