@@ -9,6 +9,7 @@ backends and processors keep working. event-tracking itself need not be installe
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,14 +180,27 @@ class _Translator:
         known = {"host", "port", "user", "password", "database", "collection", "extra"}
         for name in sorted(set(options) - known):
             self.problem(f"MongoBackend has no option {name!r}", _join(path, name))
-        host = str(options.get("host") or "localhost")
+        raw_host = options.get("host") or "localhost"
         port = options.get("port") or 27017
         user = options.get("user") or ""
         password = options.get("password") or ""
         credentials = ""
         if user or password:
             credentials = f"{quote(str(user), safe='')}:{quote(str(password), safe='')}@"
-        address = host if "://" in host else f"mongodb://{credentials}{host}:{port}"
+        if isinstance(raw_host, list | tuple):
+            # MongoClient(host=[...], port=p) gives the port to every host written without one.
+            hosts = [str(h) for h in raw_host]
+            host = ",".join(h if ":" in h else f"{h}:{port}" for h in hosts)
+            if any("://" in h for h in hosts):
+                self.problem("a list of hosts must hold host names, not URIs", _join(path, "host"))
+            address = f"mongodb://{credentials}{host}"
+        else:
+            host = str(raw_host)
+            address = (
+                _with_credentials(host, credentials)
+                if "://" in host
+                else f"mongodb://{credentials}{host}:{port}"
+            )
         out: dict[str, Any] = {
             "uri": address,
             "database": options.get("database") or "eventtracking",
@@ -227,7 +241,11 @@ class _Translator:
         out: dict[str, Any] = {}
         for name, value in options.items():
             if name == "whitelist":
-                out["allow"] = list(value) if isinstance(value, list | tuple | set) else value
+                out["allow"] = (
+                    [_exact_name(v) for v in value]
+                    if isinstance(value, list | tuple | set)
+                    else value
+                )
             else:
                 self.problem(f"NameWhitelistProcessor has no option {name!r}", _join(path, name))
         if "allow" not in out:
@@ -251,10 +269,43 @@ class _Translator:
                 _join(path, "regular_expressions"),
             )
             expressions = []
-        # RegexFilter used re.match: anchored at the start, open at the end.
-        patterns = [f"re:(?:{expression}).*" for expression in sorted(expressions)]
+        # RegexFilter used re.match: anchored at the start, open at the end. Global inline
+        # flags, e.g. (?i), must stay at the very start of the expression.
+        patterns = [_anchored(str(expression)) for expression in sorted(expressions, key=str)]
         key = "allow" if filter_type == "allowlist" else "block"
         return {"class": "name_filter", "options": {key: patterns}}
+
+
+_LEADING_FLAGS = re.compile(r"(?:\(\?[aiLmsux]+\))+")
+_SPECIAL_NAME = re.compile(r"\*|(?:^|\.)#(?:\.|$)")
+
+
+def _anchored(expression: str) -> str:
+    """``re:`` pattern that fullmatches what ``re.match(expression, name)`` matched."""
+    flags = _LEADING_FLAGS.match(expression)
+    prefix = flags.group(0) if flags else ""
+    return f"re:{prefix}(?:{expression[len(prefix) :]}).*"
+
+
+def _exact_name(name: Any) -> Any:
+    """A pattern matching exactly ``name`` (NameWhitelistProcessor compared names with
+    ``in``): plain when our syntax reads it literally, else an escaped ``re:`` pattern."""
+    if not isinstance(name, str):
+        return name
+    if name and not name.startswith("re:") and not _SPECIAL_NAME.search(name):
+        return name
+    return "re:" + (re.escape(name) or "^$")
+
+
+def _with_credentials(uri: str, credentials: str) -> str:
+    """``uri`` with ``credentials`` (``user:password@``) as userinfo, unless it has some."""
+    if not credentials:
+        return uri
+    scheme, _, rest = uri.partition("://")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in authority:
+        return uri
+    return f"{scheme}://{credentials}{rest}"
 
 
 def _holds_engines(value: Any) -> bool:

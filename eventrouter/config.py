@@ -28,6 +28,7 @@ and ``eventrouter tree`` use it). Settings written for openedx event-tracking (`
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 import re
@@ -57,28 +58,87 @@ ROOT_KEYS = ("backends", "processors", "dead_letter")
 NODE_KEYS = ("class", "options", "backends", "processors", "enabled")
 PROCESSOR_KEYS = ("class", "options", "enabled")
 
-_SECRET_NAME = re.compile(r"key|secret|passw|token|credential|auth", re.IGNORECASE)
+_SECRET_PART = re.compile(r"secret|passw|token|credential|auth", re.IGNORECASE)
+_NAME_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+_SECRET_QUERY = re.compile(
+    r"passw|secret|token|key|credential|signature|authmechanismproperties", re.IGNORECASE
+)
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
+_QUERY_ITEM = re.compile(r"([?&;])([^=&;#\s]*)=([^&;#\s]*)")
 _INTERPOLATION = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")
 _VARIABLE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
-_URI_PASSWORD = re.compile(r"(://[^:/?#@\s]*:)[^@/?#\s]*@")
 MASK = "***"
+MAX_OPTION_VALUES = 100_000
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether an option with this name holds a secret (``*key*``, ``*secret*``,
-    ``*password*``, ``*token*``, ``*credential*``, ``*auth*``); its value is never shown.
+    """Whether an option with this name holds a secret; its value is never shown.
+
+    Secret names contain ``secret``, ``passw``, ``token``, ``credential`` or ``auth``, or have
+    ``key`` as one of several words (``write_key``, ``api_key``, ``apiKey``, ``key_file``);
+    ``key`` alone (``Sample``'s field path) is not a secret.
 
     Since 0.1.
     """
-    return bool(_SECRET_NAME.search(name))
+    if _SECRET_PART.search(name):
+        return True
+    words = [w.lower() for w in _NAME_WORDS.findall(name)]
+    return len(words) > 1 and "key" in words
+
+
+def _split_uri(uri: str) -> tuple[str, str, str] | None:
+    """``(scheme://, userinfo, rest)`` where userinfo runs to the LAST ``@``, or ``None``."""
+    scheme, sep, after = uri.partition("://")
+    if not sep:
+        return None
+    userinfo, at, rest = after.rpartition("@")
+    if not at:
+        return scheme + sep, "", after
+    return scheme + sep, userinfo, rest
+
+
+def _uri_secrets(uri: str) -> list[str]:
+    """The password (or whole userinfo without a user name) and secret query values."""
+    parts = _split_uri(uri)
+    if parts is None:
+        return []
+    _, userinfo, rest = parts
+    found: list[str] = []
+    if userinfo:
+        user, colon, password = userinfo.partition(":")
+        found.append(password if colon else user)
+    for match in _QUERY_ITEM.finditer(rest):
+        if _SECRET_QUERY.search(match.group(2)) and match.group(3):
+            found.append(match.group(3))
+    return [s for s in found if s]
+
+
+def _mask_one_uri(match: re.Match[str]) -> str:
+    parts = _split_uri(match.group(0))
+    if parts is None:  # pragma: no cover - the regex requires ://
+        return match.group(0)
+    scheme, userinfo, rest = parts
+    if userinfo:
+        user, colon, _ = userinfo.partition(":")
+        userinfo = f"{user}:{MASK}@" if colon else f"{MASK}@"
+
+    def query(item: re.Match[str]) -> str:
+        if _SECRET_QUERY.search(item.group(2)) and item.group(3):
+            return f"{item.group(1)}{item.group(2)}={MASK}"
+        return item.group(0)
+
+    return scheme + userinfo + _QUERY_ITEM.sub(query, rest)
 
 
 def mask_uri(text: str) -> str:
-    """``mongodb://user:***@host`` for ``mongodb://user:pass@host``: hide URI passwords.
+    """Hide the secrets of every URI in ``text``: ``mongodb://user:***@host`` for
+    ``mongodb://user:pass@host`` (the password runs to the last ``@``, so it may hold ``/``
+    or ``@``; userinfo without a ``:`` is hidden whole), and ``?password=***`` for query
+    values whose names look secret (``password``, ``token``, ``tlsCertificateKeyFilePassword``).
 
     Since 0.1.
     """
-    return _URI_PASSWORD.sub(rf"\g<1>{MASK}@", text)
+    return _URI.sub(_mask_one_uri, text)
 
 
 @dataclass(eq=False)
@@ -93,6 +153,7 @@ class ConfigNode:
             which only happens for disabled nodes).
         options: the keyword arguments, with ``${VAR}`` expanded.
         templates: for options whose value came from ``${VAR}``, the text as written.
+        written: for list or mapping options holding a ``${VAR}``, the value as written.
         enabled: ``False`` when switched off by ``enabled:``; such nodes are not built.
         router: whether the node routes to child ``backends``.
         backends: a router's child nodes, by name.
@@ -110,6 +171,7 @@ class ConfigNode:
     target: Any = None
     options: dict[str, Any] = field(default_factory=dict)
     templates: dict[str, str] = field(default_factory=dict)
+    written: dict[str, Any] = field(default_factory=dict)
     enabled: bool = True
     router: bool = False
     backends: dict[str, ConfigNode] = field(default_factory=dict)
@@ -126,7 +188,9 @@ class ConfigNode:
         """The options as text safe to print: secrets masked, ``${VAR}`` values as written."""
         shown: dict[str, str] = {}
         for key, value in self.options.items():
-            if key in self.templates:
+            if key in self.written:
+                shown[key] = _show(self.written[key], key)
+            elif key in self.templates:
                 shown[key] = mask_uri(self.templates[key])
             else:
                 shown[key] = _show(value, key)
@@ -323,6 +387,51 @@ def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+def _under(path: str, node_path: str) -> bool:
+    """Whether ``path`` is ``node_path`` or lies inside it."""
+    return path == node_path or path.startswith((node_path + ".", node_path + "["))
+
+
+def _locate(message: str, options: Mapping[Any, Any], node: ConfigNode) -> tuple[str, int | None]:
+    """The path and line of the option a constructor's refusal names, else the node's.
+
+    An option is named when the message quotes a string or a mapping key inside it
+    (``'re:(video'``), else when it mentions the option's name as a word (``rate must ...``).
+    """
+    options_path = _join(node.path, "options")
+
+    def find(value: Any, path: str, line: int | None) -> tuple[str, int | None] | None:
+        if isinstance(value, str):
+            return (path, line) if repr(value) in message else None
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                here, item_line = _join(path, key), _line_of_value(value, key)
+                found = find(item, here, item_line)
+                if found is None and isinstance(key, str) and repr(key) in message:
+                    found = (here, item_line)
+                if found is not None:
+                    return found
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                found = find(item, f"{path}[{index}]", _line_of_value(value, index))
+                if found is not None:
+                    return found
+        return None
+
+    for name, value in options.items():
+        located = find(value, _join(options_path, name), _line_of_value(options, name))
+        if located is not None:
+            return located
+    for name in options:
+        if isinstance(name, str) and re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", message):
+            return _join(options_path, name), _line_of_value(options, name)
+    return node.path, node.line
+
+
+class _TooLarge(Exception):
+    """An option holds more values than :data:`MAX_OPTION_VALUES`."""
+
+
 class _Validator:
     """Walks the raw data once, collecting every issue and the validated nodes."""
 
@@ -330,6 +439,8 @@ class _Validator:
         self.file = file
         self.env = env
         self.issues: list[ConfigIssue] = []
+        self.budget = MAX_OPTION_VALUES
+        self.raw_options: dict[int, Mapping[Any, Any]] = {}
 
     def issue(self, message: str, path: str, line: int | None) -> None:
         self.issues.append(ConfigIssue(message, path, self.file, line))
@@ -354,9 +465,28 @@ class _Validator:
             )
         else:
             self.root(data, tree)
+            self.try_processors(tree)
         if self.issues:
             raise ConfigError(sorted(self.issues, key=lambda issue: issue.line or 0))
         return tree
+
+    def try_processors(self, tree: ConfigTree) -> None:
+        """Construct every enabled processor that validated cleanly, and report each one whose
+        constructor refuses its options (processors have no side effects; backends, which
+        open files and connections, are not constructed)."""
+        flawed = {issue.path for issue in self.issues}
+        for node in tree.walk():
+            if node.kind != "processor" or not node.enabled or not node.called:
+                continue
+            if node.target is None or any(_under(path, node.path) for path in flawed):
+                continue
+            try:
+                node.target(**node.options)
+            except Exception as exc:
+                message = _scrub(f"{type(exc).__name__}: {exc}", node)
+                raw = self.raw_options.get(id(node), {})
+                path, line = _locate(message, raw, node)
+                self.issue(f"{node.class_name!r} refused its options: {message}", path, line)
 
     def refuse(self, tag: UnsafeTag, path: str) -> None:
         self.issue(
@@ -493,7 +623,7 @@ class _Validator:
         allowed = NODE_KEYS if kind == "backend" else PROCESSOR_KEYS
         self.unknown_keys(raw, allowed, path)
         if "enabled" in raw:
-            enabled = self.enabled_flag(raw, path) and enabled
+            enabled = self.enabled_flag(raw, path, parent_enabled=enabled) and enabled
         has_children = kind == "backend" and ("backends" in raw or "processors" in raw)
         class_name: Any = raw.get("class")
         class_line = _line_of_value(raw, "class")
@@ -508,6 +638,9 @@ class _Validator:
                     line,
                 )
                 return None
+        elif isinstance(class_name, UnsafeTag):
+            self.refuse(class_name, _join(path, "class"))
+            return None
         elif not isinstance(class_name, str) or not class_name.strip():
             self.issue(
                 f"`class` must be a short name or a dotted path, not {kind_of(class_name)}",
@@ -558,21 +691,27 @@ class _Validator:
                 node.processors = self.processors(raw, "processors", path, enabled=node.enabled)
         return node
 
-    def enabled_flag(self, raw: Mapping[Any, Any], path: str) -> bool:
+    def enabled_flag(self, raw: Mapping[Any, Any], path: str, *, parent_enabled: bool) -> bool:
+        """The node's ``enabled:`` flag; nothing is reported inside a disabled router."""
         value = raw["enabled"]
         line = _line_of_value(raw, "enabled")
         here = _join(path, "enabled")
         if isinstance(value, bool):
             return value
+        if isinstance(value, UnsafeTag):
+            self.refuse(value, here)
+            return True
         if isinstance(value, str):
-            text, interpolated = self.interpolate(value, here, line, enabled=True)
+            text, interpolated = self.interpolate(value, here, line, enabled=parent_enabled)
             flag = parse_bool(text)
             if flag is not None:
                 return flag
-            shown = "the value from the environment" if interpolated else repr(text)
-            self.issue(f"expected true or false, got {shown}", here, line)
+            if parent_enabled:
+                shown = "the value from the environment" if interpolated else repr(text)
+                self.issue(f"expected true or false, got {shown}", here, line)
             return True
-        self.issue(f"expected true or false, got {kind_of(value)}", here, line)
+        if parent_enabled:
+            self.issue(f"expected true or false, got {kind_of(value)}", here, line)
         return True
 
     def from_class(
@@ -636,6 +775,7 @@ class _Validator:
         enabled: bool,
     ) -> None:
         options_path = _join(path, "options")
+        self.raw_options[id(node)] = options
         reserved = ("backends", "processors") if node.router else ()
         for name, value in options.items():
             here = _join(options_path, name)
@@ -664,7 +804,19 @@ class _Validator:
             if not enabled:
                 node.options[name] = value
                 continue
-            expanded = self.expand(value, here, value_line, node, name)
+            self.budget = MAX_OPTION_VALUES
+            try:
+                expanded = self.expand(value, here, value_line, node, name)
+            except _TooLarge:
+                self.issue(
+                    f"the option holds more than {MAX_OPTION_VALUES} values (YAML aliases "
+                    f"nested in each other?)",
+                    here,
+                    value_line,
+                )
+                continue
+            if name in node.templates and not isinstance(value, str):
+                node.written[name] = value
             hint = params.hints.get(name) if params is not None else None
             if hint is not None:
                 expanded = self.typed(
@@ -714,7 +866,14 @@ class _Validator:
         return value
 
     def expand(self, value: Any, path: str, line: int | None, node: ConfigNode, name: str) -> Any:
-        """Expand ``${VAR}`` in every string inside ``value``; refuse unsafe tags."""
+        """Expand ``${VAR}`` in every string inside ``value``; refuse unsafe tags.
+
+        Every value visited (each occurrence of a YAML alias counts) spends one unit of
+        ``self.budget``; :class:`_TooLarge` is raised when none is left.
+        """
+        self.budget -= 1
+        if self.budget < 0:
+            raise _TooLarge
         if isinstance(value, UnsafeTag):
             self.refuse(value, path)
             return None
@@ -759,6 +918,14 @@ class _Validator:
                 )
                 return ""
             name, default = variable.group(1), variable.group(2)
+            if default is not None and "${" in default:
+                self.issue(
+                    f"malformed interpolation {whole!r}: a default cannot hold another "
+                    f"${{...}}; write ${{NAME:-default}} with a literal default",
+                    path,
+                    line,
+                )
+                return ""
             value = self.env.get(name)
             if default is not None and not value:
                 return default  # written in the file: not a secret
@@ -906,9 +1073,8 @@ def _secret_values(node: ConfigNode) -> set[str]:
         if isinstance(value, str):
             if secret and len(value) >= 3:
                 found.add(value)
-            match = re.search(r"://[^:/?#@\s]*:([^@/?#\s]+)@", value)
-            if match:
-                found.add(match.group(1))
+            for uri in _URI.findall(value):
+                found.update(_uri_secrets(uri))
         elif isinstance(value, Mapping):
             for key, item in value.items():
                 collect(item, secret or is_secret_name(str(key)))
@@ -922,7 +1088,12 @@ def _secret_values(node: ConfigNode) -> set[str]:
 
 
 def _scrub(message: str, node: ConfigNode) -> str:
-    """Remove every secret of the node's options from a message."""
-    for secret in sorted(_secret_values(node), key=len, reverse=True):
-        message = message.replace(secret, MASK)
+    """Remove every secret of the node's options from a message, also in the escaped forms
+    that ``repr`` and JSON give it (``a\\b`` for ``a\\b``)."""
+    forms: set[str] = set()
+    for secret in _secret_values(node):
+        forms.update((secret, repr(secret)[1:-1], json.dumps(secret)[1:-1]))
+    for form in sorted(forms, key=len, reverse=True):
+        if form:
+            message = message.replace(form, MASK)
     return mask_uri(message)

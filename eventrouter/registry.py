@@ -14,12 +14,13 @@ installed still works). Anything else containing a dot (``myapp.tracking.add_sit
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import logging
 from importlib.metadata import entry_points
 from typing import Literal
 
-__all__ = ["Kind", "UnknownNameError", "known_names", "resolve", "suggest"]
+__all__ = ["Kind", "UnknownNameError", "known_names", "refresh", "resolve", "suggest"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,9 @@ class UnknownNameError(LookupError):
     """
 
 
+@functools.cache
 def _entry_point_targets(kind: Kind) -> dict[str, str]:
+    """The short names declared as entry points (scanned once per kind; see :func:`refresh`)."""
     targets: dict[str, str] = {}
     for ep in entry_points(group=GROUPS[kind]):
         builtin = _BUILTINS[kind].get(ep.name)
@@ -78,6 +81,15 @@ def _entry_point_targets(kind: Kind) -> dict[str, str]:
 
 def _targets(kind: Kind) -> dict[str, str]:
     return {**_entry_point_targets(kind), **_BUILTINS[kind]}
+
+
+def refresh() -> None:
+    """Forget the short names read from entry points, so the next lookup scans them again
+    (after installing a package that declares some, in a running process).
+
+    Since 0.1.
+    """
+    _entry_point_targets.cache_clear()
 
 
 def known_names(kind: Kind) -> list[str]:

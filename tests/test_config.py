@@ -447,6 +447,21 @@ class EchoingBackend:
     def __init__(self, api_token: str) -> None:
         raise ValueError(f"token {api_token} rejected")
 
+
+class QuotingBackend:
+    def __init__(self, target: str) -> None:
+        raise ValueError(f"cannot use {target!r}")
+
+    def send(self, event):
+        pass
+
+
+class JsonQuotingBackend:
+    def __init__(self, target: str) -> None:
+        import json
+
+        raise ValueError(f"cannot use {json.dumps(target)}")
+
     def send(self, event):
         pass
 """
@@ -693,3 +708,212 @@ def test_dead_letter_is_given_to_backends_that_take_one(tmp_path: Path) -> None:
     backend = tracker.get_backend("mine")
     assert type(backend).__name__ == "KeepsItsFailures"  # imported as tests.test_config
     assert backend.dead_letter is tracker.router.dead_letter  # type: ignore[attr-defined]
+
+
+# -- processors' constructors are run by validation ----------------------------------------
+
+
+def test_validation_reports_a_processor_refusing_a_bad_regex_at_its_line(tmp_path: Path) -> None:
+    issues = issues_of(
+        tmp_path,
+        """
+        backends:
+          a: {class: memory}
+        processors:
+          - class: name_filter
+            options:
+              allow:
+                - video.*
+                - "re:(video"
+        """,
+    )
+    (issue,) = issues
+    assert (issue.line, issue.path) == (8, "processors[0].options.allow[1]")
+    assert "'name_filter' refused its options" in issue.message
+    assert "invalid name pattern" in issue.message
+
+
+def test_validation_reports_every_refusing_processor_at_once(tmp_path: Path) -> None:
+    issues = issues_of(
+        tmp_path,
+        """
+        backends:
+          a: {class: memory}
+        processors:
+          - class: redact
+            options: {fields: ["data..email"]}
+          - class: sample
+            options:
+              rate: 5
+          - class: schema
+            options: {schemas: {"#": {type: objekt}}}
+        """,
+    )
+    assert [(i.line, i.path) for i in issues] == [
+        (5, "processors[0].options.fields[0]"),
+        (8, "processors[1].options.rate"),
+        (10, "processors[2].options.schemas.#.type"),
+    ]
+
+
+def test_validation_does_not_construct_disabled_processors(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        backends:
+          a: {class: memory}
+        processors:
+          - {class: sample, enabled: false, options: {rate: 5}}
+        """,
+    )
+    assert read_config(path, env={}).processors[0].enabled is False
+
+
+def test_validation_does_not_construct_backends(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        backends:
+          a: {class: jsonlog, options: {path: "%s"}}
+        """
+        % (tmp_path / "never" / "events.log"),
+    )
+    read_config(path, env={})
+    assert not (tmp_path / "never").exists()
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        (
+            "mongodb://app:pa/ss@db:27017/?authSource=admin",
+            "mongodb://app:***@db:27017/?authSource=admin",
+        ),
+        ("mongodb://app:p@ss@db:27017", "mongodb://app:***@db:27017"),
+        ("https://tok3n@example.org/x", "https://***@example.org/x"),
+    ],
+    ids=["slash_in_password", "at_in_password", "userinfo_without_user"],
+)
+def test_mask_uri_hides_the_whole_password(uri: str, shown: str) -> None:
+    from eventrouter.config import mask_uri
+
+    assert mask_uri(uri) == shown
+
+
+def test_mask_uri_hides_query_values_with_secret_names() -> None:
+    from eventrouter.config import mask_uri
+
+    uri = "mongodb://db/?authMechanism=PLAIN&password=hunter2&tlsCertificateKeyFilePassword=top"
+    assert mask_uri(f"cannot use {uri} now") == (
+        "cannot use mongodb://db/?authMechanism=PLAIN&password=***"
+        "&tlsCertificateKeyFilePassword=*** now"
+    )
+
+
+@pytest.mark.parametrize("backend", ["QuotingBackend", "JsonQuotingBackend"])
+def test_refusal_message_is_scrubbed_of_escaped_secrets(user_module: str, backend: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(
+            {
+                "backends": {
+                    "b": {"class": f"{user_module}.{backend}", "options": {"target": "${T}"}}
+                }
+            },
+            env={"T": "se\\cr\\et-value"},
+        )
+    message = str(caught.value)
+    assert "cr" not in message.replace("refused", "")
+    assert "***" in message
+
+
+@pytest.mark.parametrize("name", ["write_key", "api_key", "apiKey", "key_file", "API_KEY"])
+def test_names_with_key_as_one_of_their_words_are_secret(name: str) -> None:
+    from eventrouter.config import is_secret_name
+
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize("name", ["key", "monkey", "keyboard"])
+def test_key_alone_or_inside_a_word_is_not_secret(name: str) -> None:
+    from eventrouter.config import is_secret_name
+
+    assert not is_secret_name(name)
+
+
+def test_sample_key_option_is_shown(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        backends: {a: memory}
+        processors:
+          - {class: sample, options: {rate: 0.1, key: context.user_id}}
+        """,
+    )
+    assert read_config(path, env={}).processors[0].shown_options()["key"] == "context.user_id"
+
+
+def test_variable_inside_a_list_option_is_shown_per_element(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        backends: {a: memory}
+        processors:
+          - {class: name_filter, options: {allow: ["${EXTRA}", "video.*"]}}
+        """,
+    )
+    shown = read_config(path, env={"EXTRA": "private.name"}).processors[0].shown_options()
+    assert shown["allow"] == "[${EXTRA}, video.*]"
+
+
+# -- interpolation and tags -------------------------------------------------------------------
+
+
+def test_unset_enabled_variable_inside_a_disabled_router_is_not_reported(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        backends:
+          a: {class: memory}
+          paused:
+            enabled: false
+            backends:
+              b: {class: memory, enabled: "${UNSET}"}
+        """,
+    )
+    assert read_config(path, env={}).backends["paused"].backends["b"].enabled is False
+
+
+def test_nested_interpolation_in_a_default_is_malformed(tmp_path: Path) -> None:
+    (issue,) = issues_of(
+        tmp_path,
+        """
+        backends:
+          a: {class: jsonlog, options: {path: "${A:-${B}}"}}
+        """,
+        env={"B": "x"},
+    )
+    assert "malformed interpolation" in issue.message
+    assert issue.path == "backends.a.options.path"
+
+
+def test_python_tag_as_class_is_refused_as_a_tag(tmp_path: Path) -> None:
+    (issue,) = issues_of(tmp_path, "backends: {a: {class: !!python/name:os.system }}\n")
+    assert "the YAML tag !!python/name:os.system is not allowed" in issue.message
+    assert issue.path == "backends.a.class"
+
+
+def test_nested_aliases_are_refused_quickly(tmp_path: Path) -> None:
+    levels = ["a: &a [" + ", ".join(['"x"'] * 10) + "]"]
+    for prev, name in zip("abcdefg", "bcdefgh", strict=True):
+        levels.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    text = "backends:\n  a: {class: memory}\nprocessors:\n  - class: enrich\n"
+    text += "    options:\n      fields:\n" + "".join(f"        {line}\n" for line in levels)
+    (tmp_path / "bomb.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        read_config(tmp_path / "bomb.yaml", env={})
+    (issue,) = caught.value.issues
+    assert "more than" in issue.message
+    assert (issue.line, issue.path) == (7, "processors[0].options.fields")

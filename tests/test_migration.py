@@ -268,3 +268,90 @@ def test_a_logger_without_a_name_logs_to_the_root_logger_as_event_tracking_did()
         {"default": {"ENGINE": "eventtracking.backends.logger.LoggerBackend", "OPTIONS": {}}}
     )
     assert tree.backends["default"].options == {"logger_name": ""}
+
+
+def _mongo_uri(options: dict[str, Any]) -> str:
+    tree = read_config(
+        {"m": {"ENGINE": "eventtracking.backends.mongodb.MongoBackend", "OPTIONS": options}}
+    )
+    uri = tree.backends["m"].options["uri"]
+    assert isinstance(uri, str)
+    return uri
+
+
+def test_mongo_credentials_go_into_a_host_uri_without_userinfo() -> None:
+    uri = _mongo_uri(
+        {"host": "mongodb://db1,db2/?replicaSet=rs0", "user": "track", "password": "p@ss/w"}
+    )
+    assert uri == "mongodb://track:p%40ss%2Fw@db1,db2/?replicaSet=rs0"
+
+
+def test_mongo_host_uri_with_userinfo_keeps_its_own() -> None:
+    uri = _mongo_uri({"host": "mongodb://me:pw@db/", "user": "track", "password": "other"})
+    assert uri == "mongodb://me:pw@db/"
+
+
+def test_mongo_host_list_becomes_a_seed_list_with_the_port() -> None:
+    assert _mongo_uri({"host": ["db1", "db2:27018"], "port": 27019}) == (
+        "mongodb://db1:27019,db2:27018"
+    )
+
+
+def _regex_filter_patterns(expressions: list[str]) -> Any:
+    tree = read_config(
+        {
+            "EVENT_TRACKING_BACKENDS": {
+                "l": {"ENGINE": "eventrouter.backends.memory.MemoryBackend"}
+            },
+            "EVENT_TRACKING_PROCESSORS": [
+                {
+                    "ENGINE": "eventtracking.processors.regex_filter.RegexFilter",
+                    "OPTIONS": {"regular_expressions": expressions},
+                }
+            ],
+        }
+    )
+    return tree.processors[0].options["allow"]
+
+
+def test_regex_filter_leading_inline_flags_stay_at_the_start() -> None:
+    assert _regex_filter_patterns([r"(?i)edx\.bi"]) == [r"re:(?i)(?:edx\.bi).*"]
+
+
+def test_regex_filter_with_inline_flags_matches_as_re_match_did() -> None:
+    from eventrouter.patterns import PatternSet
+
+    patterns = PatternSet(_regex_filter_patterns([r"(?i)edx\.bi"]))
+    assert patterns.matches("EDX.BI.event")
+    assert not patterns.matches("x.edx.bi")
+
+
+def _whitelist(names: list[str]) -> Any:
+    tree = read_config(
+        {
+            "EVENT_TRACKING_BACKENDS": {
+                "l": {"ENGINE": "eventrouter.backends.memory.MemoryBackend"}
+            },
+            "EVENT_TRACKING_PROCESSORS": [
+                {
+                    "ENGINE": "eventtracking.processors.whitelist.NameWhitelistProcessor",
+                    "OPTIONS": {"whitelist": names},
+                }
+            ],
+        }
+    )
+    return tree.processors[0].options["allow"]
+
+
+def test_whitelist_plain_names_stay_plain() -> None:
+    assert _whitelist(["edx.video.played", "a#b"]) == ["edx.video.played", "a#b"]
+
+
+@pytest.mark.parametrize("name", ["re:x", "a.*", "#", "a.#.b"])
+def test_whitelist_names_with_pattern_syntax_match_only_themselves(name: str) -> None:
+    from eventrouter.patterns import PatternSet
+
+    patterns = PatternSet(_whitelist([name]))
+    assert patterns.matches(name)
+    assert not patterns.matches("a.b")
+    assert not patterns.matches("x")

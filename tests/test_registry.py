@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
 from eventrouter import registry
@@ -73,3 +76,38 @@ def test_dotted_path_to_a_missing_attribute_suggests_the_nearest() -> None:
 
 def test_suggest_is_empty_when_nothing_is_close() -> None:
     assert registry.suggest("zzzz", ["memory", "router"]) == ""
+
+
+@pytest.fixture
+def rescanned() -> Iterator[None]:
+    """Entry points are scanned afresh before and after the test."""
+    registry.refresh()
+    yield
+    registry.refresh()
+
+
+@pytest.mark.usefixtures("rescanned")
+def test_entry_points_are_scanned_once_per_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    scans: list[str] = []
+    real = registry.entry_points
+
+    def counting(*, group: str) -> Any:
+        scans.append(group)
+        return real(group=group)
+
+    monkeypatch.setattr(registry, "entry_points", counting)
+    for _ in range(5):
+        registry.resolve("backend", "memory")
+        registry.resolve("processor", "sample")
+    assert sorted(scans) == ["eventrouter.backends", "eventrouter.processors"]
+
+
+@pytest.mark.usefixtures("rescanned")
+def test_refresh_finds_entry_points_declared_since(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    registry.resolve("backend", "memory")  # fill the cache
+    declared = [EntryPoint("inbox", "eventrouter.backends.memory:MemoryBackend", "x")]
+    monkeypatch.setattr(registry, "entry_points", lambda *, group: declared)
+    registry.refresh()
+    assert registry.resolve("backend", "inbox") is MemoryBackend
