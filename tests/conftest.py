@@ -8,6 +8,7 @@ extra) started on a free port. If it cannot start, the tests that need it fail; 
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import os
@@ -72,6 +73,26 @@ def run_in_fork(child: Callable[[], int], timeout: float = STARTUP_TIMEOUT) -> i
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     pytest.fail(f"the forked child did not finish within {timeout} s (a deadlock?)")
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(owner: Any) -> Iterator[None]:
+    """Hold ``owner._lock`` in another thread for the block, as if a fork came mid-send."""
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with owner._lock:
+            holding.set()
+            done.wait(STARTUP_TIMEOUT)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(STARTUP_TIMEOUT)
+    try:
+        yield
+    finally:
+        done.set()
+        holder.join()
 
 
 # -- MongoDB ------------------------------------------------------------------------------

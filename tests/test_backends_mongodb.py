@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import threading
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import STARTUP_TIMEOUT, needs_fork, run_in_fork
+from conftest import lock_held_elsewhere, needs_fork, run_in_fork
 
 import eventrouter
 import eventrouter.backends.mongodb as mongodb_module
@@ -269,16 +268,6 @@ def test_a_forked_child_can_send_while_another_thread_held_the_lock_at_fork(
     backend: MongoBackend, stored: Any
 ) -> None:
     backend.send(event("parent"))
-    holding, done = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:
-        with backend._lock:
-            holding.set()
-            done.wait(STARTUP_TIMEOUT)
-
-    holder = threading.Thread(target=hold_the_lock)
-    holder.start()
-    holding.wait(STARTUP_TIMEOUT)
     sent = event("child")
 
     def child() -> int:
@@ -286,10 +275,7 @@ def test_a_forked_child_can_send_while_another_thread_held_the_lock_at_fork(
         backend.close()
         return 0
 
-    try:
+    with lock_held_elsewhere(backend):
         code = run_in_fork(child)
-    finally:
-        done.set()
-        holder.join()
     assert code == 0
     assert stored.find_one({"_id": sent["id"]})["name"] == "child"

@@ -7,14 +7,20 @@ import datetime as dt
 import logging
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import segment.analytics
-from conftest import STARTUP_TIMEOUT, SegmentIngest, basic_auth, needs_fork, run_in_fork
+from conftest import (
+    STARTUP_TIMEOUT,
+    SegmentIngest,
+    basic_auth,
+    lock_held_elsewhere,
+    needs_fork,
+    run_in_fork,
+)
 
 import eventrouter.backends.segment as segment_module
 from eventrouter import DeliveryError, MissingExtraError, build_event
@@ -431,16 +437,6 @@ def test_a_forked_child_is_not_blocked_by_a_lock_held_in_the_parent(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
     backend = make_backend()
-    holding, done = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:
-        with backend._lock:
-            holding.set()
-            done.wait(STARTUP_TIMEOUT)
-
-    holder = threading.Thread(target=hold_the_lock)
-    holder.start()
-    holding.wait(STARTUP_TIMEOUT)
     sent = event()
 
     def child() -> int:
@@ -448,10 +444,7 @@ def test_a_forked_child_is_not_blocked_by_a_lock_held_in_the_parent(
         backend.flush()
         return 0
 
-    try:
+    with lock_held_elsewhere(backend):
         code = run_in_fork(child)
-    finally:
-        done.set()
-        holder.join()
     assert code == 0
     assert [m["messageId"] for m in segment_ingest.messages] == [sent["id"]]

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import pytest
+from conftest import lock_held_elsewhere, needs_fork, run_in_fork
 
 from eventrouter import EventEmissionExit, MemoryBackend, RoutingBackend, build_event
 from eventrouter.typing import Event
@@ -314,28 +315,14 @@ def test_failures_an_asynchronous_backend_reports_later_count_as_failed() -> Non
     assert (backends["sync"]["delivered"], backends["sync"]["failed"]) == (2, 0)
 
 
+@needs_fork
 def test_a_lock_held_at_fork_time_does_not_deadlock_the_child() -> None:
-    import os
-    import time
-
     sink = MemoryBackend()
     router = RoutingBackend({"m": sink})
-    router._lock.acquire()  # as if another thread were inside send() at the fork
-    try:
-        pid = os.fork()
-        if pid == 0:  # the child: routes one event, reports through its exit code
-            router.send(edx_event())
-            os._exit(0 if len(sink.events) == 1 else 1)
-    finally:
-        router._lock.release()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.05)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the child deadlocked on the router's lock")
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def child() -> int:
+        router.send(edx_event())
+        return 0 if len(sink.events) == 1 else 1
+
+    with lock_held_elsewhere(router):
+        assert run_in_fork(child) == 0
