@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["Translation", "is_event_tracking", "translate"]
+from eventrouter._yaml import LineDict, LineList
+
+__all__ = ["Translation", "is_event_tracking", "original", "translate"]
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +32,53 @@ ROUTERS = {
 
 @dataclass
 class Translation:
-    """The translated configuration, remarks worth logging, and problems (message, path)."""
+    """The translated configuration, remarks worth logging, and problems.
+
+    ``problems`` are ``(message, path, line)`` with the path in the settings as written.
+    ``origins`` maps a path of the translated configuration (``backends.x.options.logger_name``)
+    to the path in the settings it came from (``x.OPTIONS.name``) and its line (``None`` when
+    the settings were not read from a file); see :func:`original`.
+    """
 
     config: dict[str, Any]
     notes: list[str] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[tuple[str, str, int | None]] = field(default_factory=list)
+    origins: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+
+
+def original(
+    path: str, origins: Mapping[str, tuple[str, int | None]]
+) -> tuple[str, int | None] | None:
+    """The settings path and line that the translated ``path`` (or the nearest node holding
+    it) came from, with the rest of ``path`` appended; ``None`` if it has no origin."""
+    head = path
+    while head:
+        found = origins.get(head)
+        if found is not None:
+            return found[0] + path[len(head) :], found[1]
+        cut = max(head.rfind("."), head.rfind("["))
+        head = head[: max(cut, 0)]
+    return None
+
+
+def _key_line(container: Any, key: Any) -> int | None:
+    if isinstance(container, LineDict):
+        return container.key_lines.get(key, container.line)
+    return None
+
+
+def _value_line(container: Any, key: Any) -> int | None:
+    if isinstance(container, LineDict):
+        return container.value_lines.get(key, container.line)
+    if isinstance(container, LineList) and isinstance(key, int) and key < len(container):
+        return container.item_lines[key]
+    return None
+
+
+def _line(value: Any, fallback: int | None) -> int | None:
+    if isinstance(value, LineDict | LineList) and value.line is not None:
+        return value.line
+    return fallback
 
 
 def _is_engine(value: Any) -> bool:
@@ -55,23 +99,31 @@ def is_event_tracking(data: Mapping[Any, Any]) -> bool:
 def translate(data: Mapping[Any, Any]) -> Translation:
     """Translate event-tracking settings (see :func:`is_event_tracking`) into our format."""
     result = Translation({})
+    translator = _Translator(result)
     if "ENGINE" in data:
-        node = _Translator(result).node(data, "")
+        routed = data["ENGINE"] in ROUTERS
+        node = translator.node(data, "", "" if routed else "backends.default", _line(data, None))
         if node.get("class") == "router":
             result.config = {k: v for k, v in node.items() if k in ("backends", "processors")}
         else:
             result.config = {"backends": {"default": node}}
         return result
-    translator = _Translator(result)
     if SETTINGS_BACKENDS in data:
         backends = data[SETTINGS_BACKENDS]
         processors = data.get(SETTINGS_PROCESSORS) or []
         result.config = {
-            "backends": translator.backends(backends, SETTINGS_BACKENDS),
-            "processors": translator.processors(processors, SETTINGS_PROCESSORS),
+            "backends": translator.backends(
+                backends, SETTINGS_BACKENDS, "backends", _value_line(data, SETTINGS_BACKENDS)
+            ),
+            "processors": translator.processors(
+                processors,
+                SETTINGS_PROCESSORS,
+                "processors",
+                _value_line(data, SETTINGS_PROCESSORS),
+            ),
         }
     else:
-        result.config = {"backends": translator.backends(data, "")}
+        result.config = {"backends": translator.backends(data, "", "backends", _line(data, 1))}
     return result
 
 
@@ -80,9 +132,14 @@ def _join(path: str, key: Any) -> str:
 
 
 class _Translator:
+    """Translates nodes; every method takes the settings path (``path``) and, where it makes
+    a node, the path of that node in the translated configuration (``to``)."""
+
     def __init__(self, result: Translation) -> None:
         self.result = result
-        self.engines: dict[str, Callable[[Mapping[str, Any], str], dict[str, Any]]] = {
+        self.engines: dict[
+            str, Callable[[Mapping[str, Any], str, str, int | None], dict[str, Any]]
+        ] = {
             "eventtracking.backends.logger.LoggerBackend": self.logger,
             "eventtracking.backends.mongodb.MongoBackend": self.mongodb,
             "eventtracking.backends.segment.SegmentBackend": self.segment,
@@ -90,44 +147,74 @@ class _Translator:
             "eventtracking.processors.regex_filter.RegexFilter": self.regex_filter,
         }
 
-    def problem(self, message: str, path: str) -> None:
-        self.result.problems.append((message + " (in the event-tracking settings)", path))
+    def problem(self, message: str, path: str, line: int | None) -> None:
+        self.result.problems.append((message + " (in the event-tracking settings)", path, line))
 
-    def backends(self, value: Any, path: str) -> Any:
+    def origin(self, to: str, path: str, line: int | None) -> None:
+        if to:
+            self.result.origins[to] = (path, line)
+
+    def option(self, options: Mapping[Any, Any], name: Any, path: str, to: str, new: Any) -> None:
+        """Record that option ``new`` of the node at ``to`` is ``name`` in ``options``."""
+        self.origin(_join(_join(to, "options"), new), _join(path, name), _key_line(options, name))
+
+    def backends(self, value: Any, path: str, to: str, line: int | None) -> Any:
+        self.origin(to, path, line)
         if not isinstance(value, Mapping):
-            self.problem("the backends must be a dict of names to ENGINE dicts", path)
+            self.problem("the backends must be a dict of names to ENGINE dicts", path, line)
             return {}
-        return {name: self.node(child, _join(path, name)) for name, child in value.items()}
+        return {
+            name: self.node(child, _join(path, name), _join(to, name), _value_line(value, name))
+            for name, child in value.items()
+        }
 
-    def processors(self, value: Any, path: str) -> Any:
+    def processors(self, value: Any, path: str, to: str, line: int | None) -> Any:
+        self.origin(to, path, line)
         if isinstance(value, Mapping):  # event-tracking accepted any container of ENGINE dicts
-            value = [value[k] for k in sorted(value)]
+            keys = sorted(value)
+            return [
+                self.node(value[k], _join(path, k), f"{to}[{i}]", _value_line(value, k))
+                for i, k in enumerate(keys)
+            ]
         if not isinstance(value, list | tuple):
-            self.problem("the processors must be a list of ENGINE dicts", path)
+            self.problem("the processors must be a list of ENGINE dicts", path, line)
             return []
-        return [self.node(child, f"{path}[{i}]") for i, child in enumerate(value)]
+        return [
+            self.node(child, f"{path}[{i}]", f"{to}[{i}]", _value_line(value, i))
+            for i, child in enumerate(value)
+        ]
 
-    def node(self, value: Any, path: str) -> dict[str, Any]:
+    def node(self, value: Any, path: str, to: str, line: int | None) -> dict[str, Any]:
+        line = _line(value, line)
+        self.origin(to, path, line)
         if not _is_engine(value):
-            self.problem("expected a dict with an ENGINE key", path)
+            self.problem("expected a dict with an ENGINE key", path, line)
             return {"class": "router"}
         engine = value["ENGINE"]
         options = value.get("OPTIONS") or {}
         options_path = _join(path, "OPTIONS")
+        options_line = _value_line(value, "OPTIONS") if "OPTIONS" in value else line
+        engine_line = _value_line(value, "ENGINE")
+        self.origin(_join(to, "class"), _join(path, "ENGINE"), engine_line)
+        self.origin(_join(to, "options"), options_path, options_line)
         if not isinstance(engine, str) or not engine:
-            self.problem("ENGINE must be a dotted path to a class", _join(path, "ENGINE"))
+            self.problem(
+                "ENGINE must be a dotted path to a class", _join(path, "ENGINE"), engine_line
+            )
             return {"class": "router"}
         if not isinstance(options, Mapping):
-            self.problem("OPTIONS must be a dict of keyword arguments", options_path)
+            self.problem("OPTIONS must be a dict of keyword arguments", options_path, options_line)
             options = {}
         if engine in ROUTERS:
-            return self.router(engine, options, options_path)
+            return self.router(engine, options, options_path, to, options_line)
         convert = self.engines.get(engine)
         if convert is not None:
-            return convert(options, options_path)
-        return self.foreign(engine, options, options_path)
+            return convert(options, options_path, to, options_line)
+        return self.foreign(engine, options, options_path, to, options_line)
 
-    def router(self, engine: str, options: Mapping[str, Any], path: str) -> dict[str, Any]:
+    def router(
+        self, engine: str, options: Mapping[str, Any], path: str, to: str, line: int | None
+    ) -> dict[str, Any]:
         node: dict[str, Any] = {"class": "router"}
         if engine.endswith("AsyncRoutingBackend"):
             self.result.notes.append(
@@ -136,50 +223,85 @@ class _Translator:
             )
         unknown = set(options) - {"backends", "processors", "backend_name"}
         for name in sorted(unknown):
-            self.problem(f"RoutingBackend has no option {name!r}", _join(path, name))
-        node["backends"] = self.backends(options.get("backends") or {}, _join(path, "backends"))
+            self.problem(
+                f"RoutingBackend has no option {name!r}",
+                _join(path, name),
+                _key_line(options, name),
+            )
+        node["backends"] = self.backends(
+            options.get("backends") or {},
+            _join(path, "backends"),
+            _join(to, "backends"),
+            _value_line(options, "backends") if "backends" in options else line,
+        )
         if options.get("processors"):
-            node["processors"] = self.processors(options["processors"], _join(path, "processors"))
+            node["processors"] = self.processors(
+                options["processors"],
+                _join(path, "processors"),
+                _join(to, "processors"),
+                _value_line(options, "processors"),
+            )
         return node
 
-    def foreign(self, engine: str, options: Mapping[str, Any], path: str) -> dict[str, Any]:
+    def foreign(
+        self, engine: str, options: Mapping[str, Any], path: str, to: str, line: int | None
+    ) -> dict[str, Any]:
         node: dict[str, Any] = {"class": engine}
         plain: dict[str, Any] = {}
         for name, value in options.items():
+            here, value_line = _join(path, name), _value_line(options, name)
             if name in ("backends", "processors") and (_is_engine(value) or _holds_engines(value)):
                 node[name] = (
-                    self.backends(value, _join(path, name))
+                    self.backends(value, here, _join(to, name), value_line)
                     if name == "backends"
-                    else self.processors(value, _join(path, name))
+                    else self.processors(value, here, _join(to, name), value_line)
                 )
             elif _holds_engines(value) or _is_engine(value):
                 self.problem(
                     "an ENGINE dict inside OPTIONS is only supported under `backends` and "
                     "`processors`",
-                    _join(path, name),
+                    here,
+                    _key_line(options, name),
                 )
             else:
                 plain[name] = value
+                self.option(options, name, path, to, name)
         if plain or "backends" not in node:
             node["options"] = plain
         return node
 
-    def logger(self, options: Mapping[str, Any], path: str) -> dict[str, Any]:
+    def logger(
+        self, options: Mapping[str, Any], path: str, to: str, line: int | None
+    ) -> dict[str, Any]:
         renamed = {"name": "logger_name", "level": "level", "max_event_size": "max_event_size"}
         out: dict[str, Any] = {}
         for name, value in options.items():
             if name in renamed:
                 out[renamed[name]] = value
+                self.option(options, name, path, to, renamed[name])
             else:
-                self.problem(f"LoggerBackend has no option {name!r}", _join(path, name))
+                self.problem(
+                    f"LoggerBackend has no option {name!r}",
+                    _join(path, name),
+                    _key_line(options, name),
+                )
         # event-tracking's LoggerBackend without a `name` logs to the root logger.
         out.setdefault("logger_name", "")
         return {"class": "jsonlog", "options": out}
 
-    def mongodb(self, options: Mapping[str, Any], path: str) -> dict[str, Any]:
+    def mongodb(
+        self, options: Mapping[str, Any], path: str, to: str, line: int | None
+    ) -> dict[str, Any]:
         known = {"host", "port", "user", "password", "database", "collection", "extra"}
         for name in sorted(set(options) - known):
-            self.problem(f"MongoBackend has no option {name!r}", _join(path, name))
+            self.problem(
+                f"MongoBackend has no option {name!r}", _join(path, name), _key_line(options, name)
+            )
+        for name in ("database", "collection"):
+            if name in options:
+                self.option(options, name, path, to, name)
+        if "host" in options:
+            self.option(options, "host", path, to, "uri")
         raw_host = options.get("host") or "localhost"
         port = options.get("port") or 27017
         user = options.get("user") or ""
@@ -192,7 +314,11 @@ class _Translator:
             hosts = [str(h) for h in raw_host]
             host = ",".join(h if ":" in h else f"{h}:{port}" for h in hosts)
             if any("://" in h for h in hosts):
-                self.problem("a list of hosts must hold host names, not URIs", _join(path, "host"))
+                self.problem(
+                    "a list of hosts must hold host names, not URIs",
+                    _join(path, "host"),
+                    _value_line(options, "host"),
+                )
             address = f"mongodb://{credentials}{host}"
         else:
             host = str(raw_host)
@@ -207,8 +333,13 @@ class _Translator:
             "collection": options.get("collection") or "events",
         }
         extra = options.get("extra") or {}
+        extra_path = _join(path, "extra")
         if not isinstance(extra, Mapping):
-            self.problem("`extra` must be a dict of MongoClient options", _join(path, "extra"))
+            self.problem(
+                "`extra` must be a dict of MongoClient options",
+                extra_path,
+                _value_line(options, "extra"),
+            )
             extra = {}
         for name, value in extra.items():
             if name == "w":
@@ -217,12 +348,18 @@ class _Translator:
                     f"option; event-tracking's w=0 default is not carried over"
                 )
                 out["write_concern"] = {"w": value}
+                self.option(extra, name, extra_path, to, "write_concern")
             else:
                 out[name] = value
+                self.option(extra, name, extra_path, to, name)
         return {"class": "mongodb", "options": out}
 
-    def segment(self, options: Mapping[str, Any], path: str) -> dict[str, Any]:
+    def segment(
+        self, options: Mapping[str, Any], path: str, to: str, line: int | None
+    ) -> dict[str, Any]:
         out = dict(options)
+        for name in options:
+            self.option(options, name, path, to, name)
         if "write_key" not in out:
             # event-tracking relied on `analytics.write_key` being set elsewhere (edx-platform
             # sets it from LMS_SEGMENT_KEY); use it when it is, else switch the node off.
@@ -237,42 +374,69 @@ class _Translator:
                 return {"class": "segment", "enabled": False, "options": out}
         return {"class": "segment", "options": out}
 
-    def whitelist(self, options: Mapping[str, Any], path: str) -> dict[str, Any]:
+    def whitelist(
+        self, options: Mapping[str, Any], path: str, to: str, line: int | None
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, value in options.items():
             if name == "whitelist":
-                out["allow"] = (
-                    [_exact_name(v) for v in value]
-                    if isinstance(value, list | tuple | set)
-                    else value
-                )
+                self.option(options, name, path, to, "allow")
+                if isinstance(value, list | tuple | set):
+                    items = list(value)
+                    out["allow"] = [_exact_name(v) for v in items]
+                    self.items(to, "allow", _join(path, name), value, list(range(len(items))))
+                else:
+                    out["allow"] = value
             else:
-                self.problem(f"NameWhitelistProcessor has no option {name!r}", _join(path, name))
+                self.problem(
+                    f"NameWhitelistProcessor has no option {name!r}",
+                    _join(path, name),
+                    _key_line(options, name),
+                )
         if "allow" not in out:
-            self.problem("NameWhitelistProcessor needs the option 'whitelist'", path)
+            self.problem("NameWhitelistProcessor needs the option 'whitelist'", path, line)
         return {"class": "name_filter", "options": out}
 
-    def regex_filter(self, options: Mapping[str, Any], path: str) -> dict[str, Any]:
+    def items(self, to: str, new: str, path: str, value: Any, order: list[int]) -> None:
+        """Record that item ``i`` of option ``new`` of the node at ``to`` is item ``order[i]``
+        of the settings list ``value`` at ``path``."""
+        for i, j in enumerate(order):
+            self.origin(f"{_join(to, 'options')}.{new}[{i}]", f"{path}[{j}]", _value_line(value, j))
+
+    def regex_filter(
+        self, options: Mapping[str, Any], path: str, to: str, line: int | None
+    ) -> dict[str, Any]:
         filter_type = options.get("filter_type", "allowlist")
         expressions = options.get("regular_expressions") or []
         for name in sorted(set(options) - {"filter_type", "regular_expressions"}):
-            self.problem(f"RegexFilter has no option {name!r}", _join(path, name))
+            self.problem(
+                f"RegexFilter has no option {name!r}", _join(path, name), _key_line(options, name)
+            )
         if filter_type not in ("allowlist", "blocklist"):
             self.problem(
                 f"filter_type must be 'allowlist' or 'blocklist', not {filter_type!r}",
                 _join(path, "filter_type"),
+                _value_line(options, "filter_type"),
             )
             filter_type = "allowlist"
         if isinstance(expressions, str) or not isinstance(expressions, list | tuple | set):
             self.problem(
                 "regular_expressions must be a list of regular expressions",
                 _join(path, "regular_expressions"),
+                _value_line(options, "regular_expressions"),
             )
             expressions = []
+        key = "allow" if filter_type == "allowlist" else "block"
+        if "regular_expressions" in options:
+            self.option(options, "regular_expressions", path, to, key)
         # RegexFilter used re.match: anchored at the start, open at the end. Global inline
         # flags, e.g. (?i), must stay at the very start of the expression.
-        patterns = [_anchored(str(expression)) for expression in sorted(expressions, key=str)]
-        key = "allow" if filter_type == "allowlist" else "block"
+        ordered = sorted(enumerate(expressions), key=lambda item: str(item[1]))
+        patterns = [_anchored(str(expression)) for _, expression in ordered]
+        if isinstance(expressions, list | tuple):
+            self.items(
+                to, key, _join(path, "regular_expressions"), expressions, [j for j, _ in ordered]
+            )
         return {"class": "name_filter", "options": {key: patterns}}
 
 

@@ -238,6 +238,8 @@ class ConfigTree:
         dead_letter: the dead-letter file every router of the tree writes failed deliveries to.
         migrated: whether it was translated from event-tracking settings.
         notes: remarks made while reading (e.g. on the translation), safe to print.
+        origins: for a translated configuration, the settings path and line each node path
+            came from (errors name those); empty otherwise.
 
     Since 0.1.
     """
@@ -248,6 +250,7 @@ class ConfigTree:
     dead_letter: str | None = None
     migrated: bool = False
     notes: list[str] = field(default_factory=list)
+    origins: dict[str, tuple[str, int | None]] = field(default_factory=dict, repr=False)
 
     def walk(self) -> Iterator[ConfigNode]:
         """Every node of the tree, depth first (processors before backends)."""
@@ -428,6 +431,16 @@ def _locate(message: str, options: Mapping[Any, Any], node: ConfigNode) -> tuple
     return node.path, node.line
 
 
+def _as_written(issue: ConfigIssue, origins: Mapping[str, tuple[str, int | None]]) -> ConfigIssue:
+    """``issue`` about a translated configuration, restated with the path (and, when it has
+    none, the line) of the event-tracking settings it came from."""
+    found = _migrate.original(issue.path, origins)
+    if found is None:
+        return issue
+    path, line = found
+    return ConfigIssue(issue.message, path, issue.file, issue.line or line)
+
+
 class _TooLarge(Exception):
     """An option holds more values than :data:`MAX_OPTION_VALUES`."""
 
@@ -447,12 +460,16 @@ class _Validator:
 
     def check(self, data: Any) -> ConfigTree:
         tree = ConfigTree(self.file)
+        settings_issues: list[ConfigIssue] = []
         if isinstance(data, Mapping) and _migrate.is_event_tracking(data):
             translation = _migrate.translate(data)
             tree.migrated = True
             tree.notes.extend(translation.notes)
-            for message, path in translation.problems:
-                self.issue(message, path, None)
+            tree.origins = translation.origins
+            settings_issues = [
+                ConfigIssue(message, path, self.file, line)
+                for message, path, line in translation.problems
+            ]
             data = translation.config
         if isinstance(data, UnsafeTag):
             self.refuse(data, "")
@@ -466,8 +483,9 @@ class _Validator:
         else:
             self.root(data, tree)
             self.try_processors(tree)
-        if self.issues:
-            raise ConfigError(sorted(self.issues, key=lambda issue: issue.line or 0))
+        issues = settings_issues + [_as_written(issue, tree.origins) for issue in self.issues]
+        if issues:
+            raise ConfigError(sorted(issues, key=lambda issue: issue.line or 0))
         return tree
 
     def try_processors(self, tree: ConfigTree) -> None:
@@ -967,7 +985,7 @@ def build(tree: ConfigTree) -> Any:
     processors = builder.processors(tree.processors)
     if builder.issues:
         builder.close_all()
-        raise ConfigError(builder.issues)
+        raise ConfigError([_as_written(issue, tree.origins) for issue in builder.issues])
     for note in tree.notes:
         log.info("%s", note)
     disabled = [n.path for n in tree.walk() if not n.enabled]

@@ -355,3 +355,105 @@ def test_whitelist_names_with_pattern_syntax_match_only_themselves(name: str) ->
     assert patterns.matches(name)
     assert not patterns.matches("a.b")
     assert not patterns.matches("x")
+
+
+# --- errors in event-tracking settings read from a file name the settings and the line ---------
+
+MISTAKEN_SETTINGS = """\
+EVENT_TRACKING_BACKENDS:
+  tracking_logs:
+    ENGINE: eventtracking.backends.routing.RoutingBackend
+    OPTIONS:
+      backends:
+        logger:
+          ENGINE: eventtracking.backends.logger.LoggerBackend
+          OPTIONS:
+            name: tracking
+            max_event_size: lots
+        archive:
+          ENGINE: eventrouter.backends.memory.MemoryBakend
+        memory:
+          ENGINE: eventrouter.backends.memory.MemoryBackend
+          OPTIONS:
+            colour: red
+  segmentio:
+    ENGINE: eventtracking.backends.routing.RoutingBackend
+    OPTIONS:
+      processors:
+        - ENGINE: eventtracking.processors.regex_filter.RegexFilter
+          OPTIONS:
+            regular_expressions:
+              - "(unclosed"
+              - "edx.bi"
+      backends:
+        sink:
+          ENGINE: eventrouter.backends.memory.MemoryBackend
+"""
+ROUTER = "EVENT_TRACKING_BACKENDS.tracking_logs.OPTIONS.backends"
+
+
+@pytest.fixture
+def mistaken_settings_issues(tmp_path: Path) -> dict[str, tuple[int | None, str]]:
+    path = tmp_path / "settings.yaml"
+    path.write_text(MISTAKEN_SETTINGS, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        read_config(path)
+    assert all(issue.file == str(path) for issue in caught.value.issues)
+    return {issue.path: (issue.line, issue.message) for issue in caught.value.issues}
+
+
+@pytest.mark.parametrize(
+    ("path", "line", "words"),
+    [
+        (f"{ROUTER}.logger.OPTIONS.max_event_size", 10, "expected an integer"),
+        (f"{ROUTER}.archive.ENGINE", 12, "MemoryBakend"),
+        (f"{ROUTER}.memory.OPTIONS.colour", 16, "has no option 'colour'"),
+        (
+            "EVENT_TRACKING_BACKENDS.segmentio.OPTIONS.processors[0].OPTIONS"
+            ".regular_expressions[0]",
+            24,  # sorted after translation, the expression is still found where it was written
+            "refused its options",
+        ),
+    ],
+    ids=["wrong-type", "unimportable-engine", "unknown-option", "processor-refusal"],
+)
+def test_errors_in_settings_from_a_yaml_file_name_the_settings_path_and_line(
+    mistaken_settings_issues: dict[str, tuple[int | None, str]], path: str, line: int, words: str
+) -> None:
+    assert path in mistaken_settings_issues, sorted(mistaken_settings_issues)
+    found_line, message = mistaken_settings_issues[path]
+    assert found_line == line
+    assert words in message
+
+
+def test_settings_from_a_yaml_file_report_exactly_their_mistakes(
+    mistaken_settings_issues: dict[str, tuple[int | None, str]],
+) -> None:
+    assert len(mistaken_settings_issues) == 4
+
+
+def test_option_refused_by_the_translation_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text(
+        "log:\n  ENGINE: eventtracking.backends.logger.LoggerBackend\n  OPTIONS:\n"
+        "    name: tracking\n    nmae: x\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        read_config(path)
+    [issue] = caught.value.issues
+    assert (issue.path, issue.line) == ("log.OPTIONS.nmae", 5)
+
+
+def test_errors_in_settings_given_as_a_dict_name_the_settings_path_without_a_line() -> None:
+    with pytest.raises(ConfigError) as caught:
+        read_config(
+            {
+                "log": {
+                    "ENGINE": "eventtracking.backends.logger.LoggerBackend",
+                    "OPTIONS": {"name": 3},
+                }
+            }
+        )
+    [issue] = caught.value.issues
+    assert (issue.path, issue.line) == ("log.OPTIONS.name", None)
