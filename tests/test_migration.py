@@ -297,21 +297,23 @@ def test_mongo_host_list_becomes_a_seed_list_with_the_port() -> None:
     )
 
 
-def _regex_filter_patterns(expressions: list[str]) -> Any:
+def _translated_allow(engine: str, options: dict[str, Any]) -> Any:
+    """The ``allow`` list an event-tracking processor setting is translated to."""
     tree = read_config(
         {
             "EVENT_TRACKING_BACKENDS": {
                 "l": {"ENGINE": "eventrouter.backends.memory.MemoryBackend"}
             },
-            "EVENT_TRACKING_PROCESSORS": [
-                {
-                    "ENGINE": "eventtracking.processors.regex_filter.RegexFilter",
-                    "OPTIONS": {"regular_expressions": expressions},
-                }
-            ],
+            "EVENT_TRACKING_PROCESSORS": [{"ENGINE": engine, "OPTIONS": options}],
         }
     )
     return tree.processors[0].options["allow"]
+
+
+def _regex_filter_patterns(expressions: list[str]) -> Any:
+    return _translated_allow(
+        "eventtracking.processors.regex_filter.RegexFilter", {"regular_expressions": expressions}
+    )
 
 
 def test_regex_filter_leading_inline_flags_stay_at_the_start() -> None:
@@ -327,20 +329,9 @@ def test_regex_filter_with_inline_flags_matches_as_re_match_did() -> None:
 
 
 def _whitelist(names: list[str]) -> Any:
-    tree = read_config(
-        {
-            "EVENT_TRACKING_BACKENDS": {
-                "l": {"ENGINE": "eventrouter.backends.memory.MemoryBackend"}
-            },
-            "EVENT_TRACKING_PROCESSORS": [
-                {
-                    "ENGINE": "eventtracking.processors.whitelist.NameWhitelistProcessor",
-                    "OPTIONS": {"whitelist": names},
-                }
-            ],
-        }
+    return _translated_allow(
+        "eventtracking.processors.whitelist.NameWhitelistProcessor", {"whitelist": names}
     )
-    return tree.processors[0].options["allow"]
 
 
 def test_whitelist_plain_names_stay_plain() -> None:
