@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
-from eventrouter import _forksafe
+from eventrouter import _fork
 from eventrouter.encoding import dumps
 from eventrouter.typing import Event
 
@@ -55,7 +55,7 @@ class DeadLetterFile:
         self.written = 0
         self.write_errors = 0
         self._lock = threading.Lock()
-        _forksafe.register(self)
+        _fork.register(self)
 
     def write(self, event: Event, *, backend: str, error: BaseException | str) -> bool:
         """Append one failed event; returns ``False`` when the file could not be written."""

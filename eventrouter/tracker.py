@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from eventrouter import _fork
 from eventrouter.backends.routing import ProcessorFn, RoutingBackend
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.errors import TrackerNotRegisteredError
@@ -187,7 +188,7 @@ def _renew_registry_lock() -> None:
     _registry_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_renew_registry_lock)
+_fork.at_fork_in_child(_renew_registry_lock)
 
 
 def register_tracker(tracker: Tracker, name: str = "default") -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from eventrouter import _forksafe
+from eventrouter import _fork
 from eventrouter.encoding import dumps
 from eventrouter.errors import DeliveryError
 from eventrouter.typing import Event
@@ -74,7 +74,7 @@ class _Counter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.value = 0
-        _forksafe.register(self)
+        _fork.register(self)
 
     def increment(self) -> int:
         """Add one; return the new value."""

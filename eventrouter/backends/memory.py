@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from eventrouter import _forksafe
+from eventrouter import _fork
 from eventrouter.typing import Event
 
 __all__ = ["MemoryBackend"]
@@ -32,7 +32,7 @@ class MemoryBackend:
         self.events: list[Event] = []
         self._discarded = 0
         self._lock = threading.Lock()
-        _forksafe.register(self)
+        _fork.register(self)
 
     def send(self, event: Event) -> None:
         """Keep ``event``."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from eventrouter import _forksafe
+from eventrouter import _fork
 from eventrouter.encoding import (
     CYCLE_MARKER,
     dict_key,
@@ -210,7 +210,7 @@ class MongoBackend:
         self._pid = 0
         self._indexes_ready = not create_indexes
         self._counters = {"duplicates": 0, "converted": 0}
-        _forksafe.register(self)
+        _fork.register(self)
 
     # -- connection -------------------------------------------------------------------------
 

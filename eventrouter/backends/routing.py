@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from eventrouter import _forksafe
+from eventrouter import _fork
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.errors import EventEmissionExit, EventRouterError
 from eventrouter.event import copy_event
@@ -107,7 +107,7 @@ class RoutingBackend:
         self._targets: tuple[tuple[str, Callable[[Event], Any]], ...] = ()
         self._chain: tuple[ProcessorFn, ...] = ()
         self._lock = threading.Lock()
-        _forksafe.register(self)
+        _fork.register(self)
         self._received = 0
         self._vetoed = 0
         self._processor_errors = 0

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlunsplit
 
-from eventrouter import _forksafe
+from eventrouter import _fork
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.encoding import dumps, parse_timestamp, to_jsonable
 from eventrouter.errors import DeliveryError, MissingExtraError
@@ -217,7 +217,7 @@ class SegmentBackend:
         self._skipped = 0
         self._failed = 0
         self._reasons_logged: set[str] = set()
-        _forksafe.register(self)
+        _fork.register(self)
 
     # -- the client -------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from eventrouter import _fork
 from eventrouter.event import IMMUTABLE_TYPES, copy_event
 from eventrouter.paths import MISSING, ParsedPath, format_path, get_path, parse_path, set_path
 from eventrouter.typing import Event
@@ -28,8 +29,7 @@ def _refresh_pid() -> None:
     _pid = os.getpid()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_refresh_pid)
+_fork.at_fork_in_child(_refresh_pid)
 
 _Kind = Literal["value", "copy", "call", "pid"]
 
