@@ -1,4 +1,4 @@
-"""Specification of the safe, line-recording YAML loader (``eventrouter._yaml``)."""
+"""Specification of the safe, line-recording YAML loader (``eventrouter.config.read``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from eventrouter._yaml import LineDict, LineList, UnsafeTag, YamlProblem, load_yaml
+from eventrouter.config.read import LineDict, LineList, UnsafeTag, YamlProblem, load_yaml
 
 
 def load(text: str) -> tuple[Any, list[YamlProblem]]:
