@@ -9,6 +9,7 @@ Since 0.1.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from eventrouter import tracker
@@ -20,6 +21,7 @@ from eventrouter.errors import (
     EventEmissionExit,
     EventRouterError,
     MissingExtraError,
+    OptionError,
     TrackerNotRegisteredError,
 )
 from eventrouter.event import build_event, copy_event
@@ -28,7 +30,11 @@ from eventrouter.tracker import Tracker, emit, get_tracker, register_tracker
 if TYPE_CHECKING:
     from eventrouter.config import load
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("eventrouter")
+    """The installed version of eventrouter (from the package's metadata)."""
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ConfigError",
@@ -37,6 +43,7 @@ __all__ = [
     "EventRouterError",
     "MemoryBackend",
     "MissingExtraError",
+    "OptionError",
     "RoutingBackend",
     "Tracker",
     "TrackerNotRegisteredError",

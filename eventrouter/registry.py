@@ -32,7 +32,7 @@ __all__ = [
     "suggest",
 ]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 Kind = Literal["backend", "processor"]
 """What a short name stands for: ``"backend"`` or ``"processor"``."""
@@ -70,7 +70,7 @@ def _declared(kind: Kind) -> dict[str, _Declared]:
         if kept is not None and kept.target != found.target:
             if dist == _OWN_DISTRIBUTION:
                 kept, found = found, kept
-            log.warning(
+            _log.warning(
                 "ignoring the %s name %r = %r from %s: %s declares it as %r",
                 kind,
                 ep.name,

@@ -15,7 +15,7 @@ from eventrouter.tracker import Tracker
 
 __all__ = ["build"]
 
-log = logging.getLogger("eventrouter.config")
+_log = logging.getLogger("eventrouter.config")
 
 
 def build(tree: ConfigTree) -> Tracker:
@@ -38,10 +38,10 @@ def build(tree: ConfigTree) -> Tracker:
         builder.close_all()
         raise ConfigError([tree.as_written(issue) for issue in builder.issues])
     for note in tree.notes:
-        log.info("%s", note)
+        _log.info("%s", note)
     disabled = [n.path for n in tree.walk() if not n.enabled]
     if disabled:
-        log.info("disabled by the configuration: %s", ", ".join(disabled))
+        _log.info("disabled by the configuration: %s", ", ".join(disabled))
     return Tracker(router=RoutingBackend(backends, processors, dead_letter))
 
 
@@ -121,4 +121,4 @@ class _Builder:
                 try:
                     close()
                 except Exception as exc:
-                    log.warning("closing %s failed: %s", type(obj).__name__, type(exc).__name__)
+                    _log.warning("closing %s failed: %s", type(obj).__name__, type(exc).__name__)

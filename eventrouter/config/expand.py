@@ -12,7 +12,7 @@ from typing import Any
 
 from eventrouter.config.read import UnsafeTag, value_line
 
-__all__ = ["MAX_OPTION_VALUES", "Expander", "TooLargeError"]
+__all__ = ["MAX_OPTION_VALUES", "Expander", "Report", "TooLargeError"]
 
 MAX_OPTION_VALUES = 100_000
 """The most values one option may hold (each occurrence of a YAML alias counts)."""
