@@ -258,17 +258,6 @@ BAD_CONFIGS: list[tuple[str, str, int, str, str]] = [
         "did you mean 'MemoryBackend'",
     ),
     (
-        "name_not_available_in_this_version",
-        """
-        backends:
-          archive:
-            class: celery
-        """,
-        3,
-        "backends.archive.class",
-        "not available in this version",
-    ),
-    (
         "enabled_not_a_boolean",
         """
         backends:
