@@ -9,7 +9,6 @@ Since 0.1.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from eventrouter import tracker
@@ -30,11 +29,8 @@ from eventrouter.tracker import Tracker, emit, get_tracker, register_tracker
 if TYPE_CHECKING:
     from eventrouter.config import load
 
-try:
-    __version__ = version("eventrouter")
+    __version__: str
     """The installed version of eventrouter (from the package's metadata)."""
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
 
 __all__ = [
     "ConfigError",
@@ -64,4 +60,14 @@ def __getattr__(name: str) -> Any:
         from eventrouter.config import load
 
         return load
+    # Reading the package metadata scans sys.path: do it only when someone asks.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("eventrouter")
+        except PackageNotFoundError:  # a source tree that was never installed
+            found = "0+unknown"
+        globals()["__version__"] = found
+        return found
     raise AttributeError(f"module 'eventrouter' has no attribute {name!r}")
