@@ -482,6 +482,15 @@ class RefusesALabel:
         return event
 
 
+class KeepsTheDeadLetter:
+    def __init__(self, dead_letter=None) -> None:
+        CONSTRUCTED.append("dead_letter")
+        self.dead_letter = dead_letter
+
+    def __call__(self, event):
+        return event
+
+
 class QuotesItsOption:
     def __init__(self, label: str) -> None:
         raise ValueError(f"cannot use {label!r}")
@@ -531,6 +540,21 @@ def test_each_processor_is_constructed_once_per_load(user_module: str) -> None:
     assert sorted(constructed) == ["in", "root"]
     (root,) = tracker.processors
     assert tracker.get_backend("mem").events[0]["context"]["counted"] == id(root)
+
+
+def test_processor_taking_the_dead_letter_is_constructed_once_by_the_builder(
+    tmp_path: Path, user_module: str
+) -> None:
+    constructed: list[str] = importlib.import_module(user_module).CONSTRUCTED
+    tracker = load(
+        {
+            "dead_letter": str(tmp_path / "dead.jsonl"),
+            "processors": [f"{user_module}.KeepsTheDeadLetter"],
+            "backends": {"mem": "memory"},
+        }
+    )
+    assert constructed == ["dead_letter"]
+    assert tracker.processors[0].dead_letter is tracker.router.dead_letter  # type: ignore[attr-defined]
 
 
 def test_a_second_build_of_a_tree_constructs_its_own_processors(user_module: str) -> None:
