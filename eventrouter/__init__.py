@@ -26,6 +26,7 @@ from eventrouter.event import build_event, copy_event
 from eventrouter.tracker import Tracker, emit, get_tracker, register_tracker
 
 if TYPE_CHECKING:
+    from eventrouter._migrate import load_settings
     from eventrouter.config import load
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ __all__ = [
     "emit",
     "get_tracker",
     "load",
+    "load_settings",
     "register_tracker",
     "tracker",
 ]
@@ -57,4 +59,8 @@ def __getattr__(name: str) -> Any:
         from eventrouter.config import load
 
         return load
+    if name == "load_settings":
+        from eventrouter._migrate import load_settings
+
+        return load_settings
     raise AttributeError(f"module 'eventrouter' has no attribute {name!r}")

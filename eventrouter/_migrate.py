@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
@@ -756,7 +756,8 @@ def build_engine(engine: str, options: Mapping[str, Any] | None = None) -> Any:
     """
     from eventrouter.config import load
 
-    given = dict(options or {})
+    # An iterator (a whitelist may be one) is read once here: the settings are read twice.
+    given = {k: list(v) if isinstance(v, Iterator) else v for k, v in (options or {}).items()}
     row = ROWS.get(engine)
     if row is not None and row.target == "router":
         from eventrouter.backends.routing import RoutingBackend
@@ -764,7 +765,9 @@ def build_engine(engine: str, options: Mapping[str, Any] | None = None) -> Any:
         unknown = set(given) - set(row.options)
         if unknown:
             raise TypeError(f"{_short(engine)} has no option {sorted(unknown)[0]!r}")
-        return RoutingBackend(_objects(given.get("backends")), _objects(given.get("processors")))
+        backends, processors = _objects(given.get("backends")), _objects(given.get("processors"))
+        _check_children(backends or {}, processors or [])
+        return RoutingBackend(backends, processors)
     node = {"ENGINE": engine, "OPTIONS": given}
     if row is not None and row.kind == "processor":
         settings: dict[str, Any] = {SETTINGS_BACKENDS: {}, SETTINGS_PROCESSORS: [node]}
@@ -777,6 +780,17 @@ def build_engine(engine: str, options: Mapping[str, Any] | None = None) -> Any:
     if row is not None and row.kind == "processor":
         return tracker.processors[0]
     return tracker.get_backend("default")
+
+
+def _check_children(backends: Mapping[Any, Any], processors: Iterable[Any]) -> None:
+    """Refuse what event-tracking's RoutingBackend refused, with its messages."""
+    for backend in backends.values():
+        if not callable(getattr(backend, "send", None)):
+            name = type(backend).__name__
+            raise ValueError(f'Backend {name} does not have a callable "send" method.')
+    for processor in processors:
+        if not callable(processor):
+            raise ValueError(f"Processor {type(processor).__name__} is not callable.")
 
 
 def _objects(children: Any) -> Any:

@@ -1,0 +1,6 @@
+"""event-tracking 4.0.2's own tests, run against eventrouter:
+`eventtracking/backends/tests/test_logger_integration.py`."""
+
+from eventtracking_compat import shim
+
+globals().update(shim.load("backends/tests/test_logger_integration.py"))
