@@ -10,9 +10,10 @@ from eventtracking_compat import shim
 from eventtracking_compat.differences import EXPECTED
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def event_tracking_shim() -> Iterator[None]:
-    """Upstream tests resolve ``eventtracking.*`` at run time too (``patch(...)``)."""
+    """For upstream's tests, which resolve ``eventtracking.*`` at run time too
+    (``patch(...)``); the side-by-side tests use the real event-tracking."""
     with shim.installed():
         yield
 
