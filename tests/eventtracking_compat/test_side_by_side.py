@@ -281,3 +281,50 @@ def test_the_tracking_log_lines_are_event_trackings_lines_with_the_id_last(
     ]
     assert all(_ID_LAST.search(line) for line in ours)
     assert [same_line(line) for line in ours] == [same_line(line) for line in theirs]
+
+
+def segment_view(message: dict[str, Any]) -> dict[str, Any]:
+    """What Segment stores of a ``track`` message, less what differs on every send
+    (message id, send times, the client library) and our deliberate differences."""
+    properties = json.loads(_ISO.sub("<time>", json.dumps(message["properties"])))
+    return {
+        "event": message["event"],
+        "userId": message.get("userId"),
+        "anonymousId": message.get("anonymousId"),
+        "properties": same_event(properties),
+        "context": {k: v for k, v in message.get("context", {}).items() if k != "library"},
+    }
+
+
+@pytest.mark.xfail(
+    strict=False, reason="needs peers (Segment: the analytics module's settings, users only)"
+)
+@pytest.mark.usefixtures("stand_ins")
+def test_segment_receives_what_it_received_from_event_tracking(
+    tracking_log: Lines, monkeypatch: pytest.MonkeyPatch, segment_ingest: Any
+) -> None:
+    from eventrouter._migrate import _requires
+
+    # Ours must take the write key and host from the `analytics` module as event-tracking
+    # did; until it does, stop here rather than let it post anywhere but the test server.
+    assert not _requires("backend", "segment", "write_key")
+    import analytics
+
+    monkeypatch.setattr(analytics, "write_key", "platform-key")
+    monkeypatch.setattr(analytics, "host", segment_ingest.url)
+    monkeypatch.setattr(analytics, "sync_mode", True)
+    monkeypatch.setattr(analytics, "default_client", None)
+    settings = edx_platform_settings()
+    segmentio = settings["EVENT_TRACKING_BACKENDS"]["segmentio"]["OPTIONS"]
+    segmentio["processors"][0]["OPTIONS"]["whitelist"] = [name for name, _, _ in EVENTS]
+
+    drive(event_tracking(settings, monkeypatch), EVENTS)
+    theirs = [segment_view(m) for m in segment_ingest.messages]
+    segment_ingest.reset()
+    ours_tracker = load_settings(settings)
+    drive(ours_tracker, EVENTS)
+    ours_tracker.close()
+    ours = [segment_view(m) for m in segment_ingest.messages]
+
+    assert len(theirs) == len([e for e in EVENTS if "user_id" in e[2]])  # users' events only
+    assert ours == theirs
