@@ -11,6 +11,7 @@ import copy
 import json
 import logging
 import re
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -308,8 +309,13 @@ def test_segment_receives_what_it_received_from_event_tracking(
     # Ours must take the write key and host from the `analytics` module as event-tracking
     # did; until it does, stop here rather than let it post anywhere but the test server.
     assert not _requires("backend", "segment", "write_key")
-    import analytics
+    from eventtracking.backends import segment as upstream_segment
+    from segment import analytics
 
+    # segment-analytics-python is `segment.analytics`; event-tracking imports `analytics`
+    # (the older package's name), as edx-platform's environment provides it.
+    monkeypatch.setitem(sys.modules, "analytics", analytics)
+    monkeypatch.setattr(upstream_segment, "analytics", analytics)
     monkeypatch.setattr(analytics, "write_key", "platform-key")
     monkeypatch.setattr(analytics, "host", segment_ingest.url)
     monkeypatch.setattr(analytics, "sync_mode", True)
