@@ -154,7 +154,8 @@ def test_logger_name_option_becomes_logger_name() -> None:
     assert logger_backend.max_event_size == TRACK_MAX_EVENT
     tree = read_config(EVENT_TRACKING_BACKENDS)
     options = tree.backends["tracking_logs"].backends["logger"].options
-    assert options == {"logger_name": "tracking", "max_event_size": TRACK_MAX_EVENT}
+    assert options["logger_name"] == "tracking"
+    assert options["max_event_size"] == TRACK_MAX_EVENT
     tracker.close()
 
 
@@ -208,7 +209,7 @@ def test_mongo_options_become_a_uri_database_and_collection() -> None:
     )
     node = tree.backends["mongo"]
     assert node.class_name == "mongodb"
-    assert node.options == {
+    assert {k: v for k, v in node.options.items() if k != "indexes"} == {
         "uri": "mongodb://app:p%40ss@db.example.org:27018",
         "database": "eventtracking",
         "collection": "tracking",
