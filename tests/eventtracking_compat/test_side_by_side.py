@@ -304,11 +304,11 @@ def segment_view(message: dict[str, Any]) -> dict[str, Any]:
 def test_segment_receives_what_it_received_from_event_tracking(
     tracking_log: Lines, monkeypatch: pytest.MonkeyPatch, segment_ingest: Any
 ) -> None:
-    from eventrouter._migrate import _requires
+    from eventrouter._migrate.rows import requires
 
     # Ours must take the write key and host from the `analytics` module as event-tracking
     # did; until it does, stop here rather than let it post anywhere but the test server.
-    assert not _requires("backend", "segment", "write_key")
+    assert not requires("backend", "segment", "write_key")
     from eventtracking.backends import segment as upstream_segment
     from segment import analytics
 
