@@ -28,6 +28,7 @@ from eventrouter.tracker import Tracker, emit, get_tracker, register_tracker
 
 if TYPE_CHECKING:
     from eventrouter.config import load
+    from eventrouter.config.migrate import load_settings
 
     __version__: str
     """The installed version of eventrouter (from the package's metadata)."""
@@ -49,6 +50,7 @@ __all__ = [
     "emit",
     "get_tracker",
     "load",
+    "load_settings",
     "register_tracker",
     "tracker",
 ]
@@ -70,4 +72,8 @@ def __getattr__(name: str) -> Any:
             found = "0+unknown"
         globals()["__version__"] = found
         return found
+    if name == "load_settings":
+        from eventrouter.config.migrate import load_settings
+
+        return load_settings
     raise AttributeError(f"module 'eventrouter' has no attribute {name!r}")

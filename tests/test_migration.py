@@ -14,7 +14,7 @@ from eventrouter.backends.logger import LoggerBackend
 from eventrouter.backends.memory import MemoryBackend
 from eventrouter.backends.routing import RoutingBackend
 from eventrouter.config import load, read_config
-from eventrouter.errors import ConfigError
+from eventrouter.errors import ConfigError, EventEmissionExit
 
 # The shape of event-tracking's documented settings (its README's AsyncRoutingBackend
 # example, with the `...` placeholders and the dummy engine filled in) and edx-platform's
@@ -154,7 +154,8 @@ def test_logger_name_option_becomes_logger_name() -> None:
     assert logger_backend.max_event_size == TRACK_MAX_EVENT
     tree = read_config(EVENT_TRACKING_BACKENDS)
     options = tree.backends["tracking_logs"].backends["logger"].options
-    assert options == {"logger_name": "tracking", "max_event_size": TRACK_MAX_EVENT}
+    assert options["logger_name"] == "tracking"
+    assert options["max_event_size"] == TRACK_MAX_EVENT
     tracker.close()
 
 
@@ -182,10 +183,12 @@ def test_empty_whitelist_vetoes_everything_as_before() -> None:
     assert segmentio.processors[0].options == {"allow": []}
 
 
-def test_segment_without_a_write_key_is_disabled_visibly() -> None:
+@pytest.mark.xfail(strict=False, reason="needs peers (the write key is read at first use)")
+def test_segment_without_a_write_key_stays_enabled_and_reads_analytics_at_first_use() -> None:
     tree = read_config(EVENT_TRACKING_BACKENDS)
-    assert not tree.backends["segmentio"].backends["segment"].enabled
-    assert any("SegmentBackend is disabled" in note for note in tree.notes)
+    segment = tree.backends["segmentio"].backends["segment"]
+    assert segment.enabled
+    assert "write_key" not in segment.options
 
 
 def test_mongo_options_become_a_uri_database_and_collection() -> None:
@@ -206,7 +209,7 @@ def test_mongo_options_become_a_uri_database_and_collection() -> None:
     )
     node = tree.backends["mongo"]
     assert node.class_name == "mongodb"
-    assert node.options == {
+    assert {k: v for k, v in node.options.items() if k != "indexes"} == {
         "uri": "mongodb://app:p%40ss@db.example.org:27018",
         "database": "eventtracking",
         "collection": "tracking",
@@ -267,7 +270,9 @@ def test_a_logger_without_a_name_logs_to_the_root_logger_as_event_tracking_did()
     tree = read_config(
         {"default": {"ENGINE": "eventtracking.backends.logger.LoggerBackend", "OPTIONS": {}}}
     )
-    assert tree.backends["default"].options == {"logger_name": ""}
+    options = tree.backends["default"].options
+    assert options["logger_name"] == ""
+    assert options["max_event_size"] == 1024  # event-tracking's default when omitted
 
 
 def _mongo_uri(options: dict[str, Any]) -> str:
@@ -402,8 +407,8 @@ def mistaken_settings_issues(tmp_path: Path) -> dict[str, tuple[int | None, str]
         (
             "EVENT_TRACKING_BACKENDS.segmentio.OPTIONS.processors[0].OPTIONS"
             ".regular_expressions[0]",
-            24,  # sorted after translation, the expression is still found where it was written
-            "refused its options",
+            24,
+            "not a valid regular expression",
         ),
     ],
     ids=["wrong-type", "unimportable-engine", "unknown-option", "processor-refusal"],
@@ -448,3 +453,246 @@ def test_errors_in_settings_given_as_a_dict_name_the_settings_path_without_a_lin
         )
     [issue] = caught.value.issues
     assert (issue.path, issue.line) == ("log.OPTIONS.name", None)
+
+
+# --- one call for a settings object, whitelists, logger and MongoDB rows ------------------------
+
+WHITELIST = "eventtracking.processors.whitelist.NameWhitelistProcessor"
+
+
+class _Settings:
+    """What ``django.conf.settings`` looks like to ``load_settings``: attributes."""
+
+    EVENT_TRACKING_BACKENDS: Any = {"mem": {"ENGINE": "eventrouter.backends.memory.MemoryBackend"}}
+    EVENT_TRACKING_PROCESSORS: Any = [
+        {"ENGINE": WHITELIST, "OPTIONS": {"whitelist": frozenset({"keep.me"})}}
+    ]
+
+
+def test_load_settings_reads_backends_and_processors_from_a_settings_object() -> None:
+    import eventrouter
+
+    tracker = eventrouter.load_settings(_Settings())
+    tracker.emit("keep.me", {})
+    tracker.emit("drop.me", {})
+    assert [e["name"] for e in tracker.get_backend("mem").events] == ["keep.me"]
+
+
+def test_load_settings_reads_a_settings_module(tmp_path: Path) -> None:
+    from eventrouter import load_settings
+
+    (tmp_path / "mysite_settings.py").write_text(
+        "EVENT_TRACKING_BACKENDS = "
+        "{'mem': {'ENGINE': 'eventrouter.backends.memory.MemoryBackend'}}\n"
+        f"EVENT_TRACKING_PROCESSORS = [{{'ENGINE': {WHITELIST!r}, "
+        "'OPTIONS': {'whitelist': ['keep.me']}}]\n",
+        encoding="utf-8",
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import mysite_settings  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("mysite_settings", None)
+    tracker = load_settings(mysite_settings)
+    assert len(tracker.processors) == 1
+    tracker.emit("drop.me", {})
+    assert tracker.get_backend("mem").events == []
+
+
+def test_load_settings_without_the_settings_builds_an_empty_tracker_as_event_tracking_did() -> None:
+    from eventrouter import load_settings
+
+    assert dict(load_settings(object()).backends) == {}
+
+
+@pytest.mark.parametrize(
+    "whitelist",
+    [
+        frozenset({"keep.me"}),
+        {"keep.me": "ignored"},
+        {"keep.me": 1}.keys(),
+        ("keep.me",),
+        iter(["keep.me"]),
+    ],
+    ids=["frozenset", "dict", "dict-keys", "tuple", "iterator"],
+)
+def test_whitelist_accepts_any_iterable_of_names(whitelist: Any) -> None:
+    from eventrouter.config.migrate import build_engine
+
+    processor = build_engine(WHITELIST, {"whitelist": whitelist})
+    event = {"name": "keep.me", "data": {}}
+    assert processor(event) in (None, event)
+    with pytest.raises(EventEmissionExit):
+        processor({"name": "drop.me", "data": {}})
+
+
+@pytest.mark.parametrize("whitelist", [None, "keep.me", 10], ids=["none", "bare-string", "int"])
+def test_whitelist_refuses_what_event_tracking_refused_with_its_exception_type(
+    whitelist: Any,
+) -> None:
+    from eventrouter.config.migrate import build_engine
+
+    with pytest.raises(TypeError, match="must be passed a collection of allowed names"):
+        build_engine(WHITELIST, {"whitelist": whitelist})
+
+
+def test_whitelist_none_in_settings_is_a_config_error_at_its_path() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(
+            {
+                "EVENT_TRACKING_BACKENDS": {},
+                "EVENT_TRACKING_PROCESSORS": [
+                    {"ENGINE": WHITELIST, "OPTIONS": {"whitelist": None}}
+                ],
+            }
+        )
+    [issue] = caught.value.issues
+    assert issue.path == "EVENT_TRACKING_PROCESSORS[0].OPTIONS.whitelist"
+
+
+def test_regex_filter_refusals_raise_event_trackings_improperly_configured() -> None:
+    from eventtracking.exceptions import ImproperlyConfigured
+
+    from eventrouter.config.migrate import build_engine
+
+    engine = "eventtracking.processors.regex_filter.RegexFilter"
+    with pytest.raises(ImproperlyConfigured):
+        build_engine(engine, {"filter_type": "INVALID", "regular_expressions": []})
+    with pytest.raises(ImproperlyConfigured):
+        build_engine(engine, {"regular_expressions": ["***"]})
+
+
+def test_router_refuses_a_backend_without_send_with_event_trackings_message() -> None:
+    from eventrouter.config.migrate import build_engine
+
+    with pytest.raises(ValueError, match='Backend str does not have a callable "send" method'):
+        build_engine("eventtracking.backends.routing.RoutingBackend", {"backends": {"a": "b"}})
+
+
+def _logger_options(options: dict[str, Any]) -> dict[str, Any]:
+    tree = read_config(
+        {"log": {"ENGINE": "eventtracking.backends.logger.LoggerBackend", "OPTIONS": options}}
+    )
+    return dict(tree.backends["log"].options)
+
+
+def test_logger_keeps_an_explicit_max_event_size_and_none_for_no_limit() -> None:
+    assert _logger_options({"max_event_size": 50000})["max_event_size"] == 50000
+    assert _logger_options({"max_event_size": None})["max_event_size"] is None
+
+
+@pytest.mark.xfail(strict=False, reason="needs logger (oversize and line_format options)")
+def test_logger_drops_oversized_events_and_writes_event_trackings_line_format() -> None:
+    options = _logger_options({"name": "tracking"})
+    assert options["oversize"] == "drop"
+    assert options["line_format"] == "event-tracking"
+
+
+@pytest.mark.xfail(strict=False, reason="needs peers (the MongoDB `indexes` option)")
+def test_mongo_creates_event_trackings_indexes() -> None:
+    tree = read_config({"m": {"ENGINE": "eventtracking.backends.mongodb.MongoBackend"}})
+    assert tree.backends["m"].options["indexes"] == "event-tracking"
+
+
+# --- any ENGINE class is built with the children it takes --------------------------------------
+
+EVENTS_ROUTER_MODULE = """
+class EventsRouter:
+    # event-routing-backends' signature: processors, no backends
+    def __init__(self, processors=None, backend_name=None):
+        self.processors = processors or []
+        self.backend_name = backend_name
+        self.sent = []
+
+    def send(self, event):
+        for processor in self.processors:
+            event = processor(event)
+        self.sent.append(event)
+
+
+class Tag:
+    def __init__(self, label):
+        self.label = label
+
+    def __call__(self, event):
+        return {**event, "tag": self.label}
+"""
+
+
+@pytest.fixture
+def events_router_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    (tmp_path / "erb_like.py").write_text(EVENTS_ROUTER_MODULE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "erb_like"
+    sys.modules.pop("erb_like", None)
+
+
+def test_a_class_taking_processors_but_no_backends_gets_its_processors_built(
+    events_router_module: str,
+) -> None:
+    tracker = load(
+        {
+            "xapi": {
+                "ENGINE": f"{events_router_module}.EventsRouter",
+                "OPTIONS": {
+                    "processors": [
+                        {"ENGINE": f"{events_router_module}.Tag", "OPTIONS": {"label": "x"}}
+                    ],
+                    "backend_name": "xapi",
+                },
+            }
+        }
+    )
+    router = tracker.get_backend("xapi")
+    assert type(router).__name__ == "EventsRouter"
+    assert router.backend_name == "xapi"
+    tracker.emit("a.b", {})
+    assert [e["tag"] for e in router.sent] == ["x"]
+
+
+def test_an_unknown_option_of_a_users_router_names_its_settings_path(
+    events_router_module: str,
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(
+            {
+                "xapi": {
+                    "ENGINE": f"{events_router_module}.EventsRouter",
+                    "OPTIONS": {
+                        "processors": [{"ENGINE": f"{events_router_module}.Tag", "OPTIONS": {}}],
+                    },
+                }
+            }
+        )
+    [issue] = caught.value.issues
+    assert issue.path.startswith("xapi.OPTIONS.processors[0]")
+
+
+# --- docs/migration.md -------------------------------------------------------------------------
+
+MIGRATION_DOC = Path(__file__).parent.parent / "docs" / "migration.md"
+
+
+def _python_blocks(text: str) -> list[str]:
+    """The runnable ```python blocks of a Markdown text (not the illustrations), dedented."""
+    import re
+    import textwrap
+
+    fence = re.compile(r"^([ \t]*)```python[ \t]*\n(.*?)^\1```[ \t]*$", re.MULTILINE | re.DOTALL)
+    return [textwrap.dedent(m.group(2)) for m in fence.finditer(text)]
+
+
+def test_every_python_block_of_the_migration_guide_runs() -> None:
+    blocks = _python_blocks(MIGRATION_DOC.read_text(encoding="utf-8"))
+    assert blocks
+    for block in blocks:
+        exec(compile(block, str(MIGRATION_DOC), "exec"), {})
+
+
+def test_the_migration_guide_lists_every_translated_class() -> None:
+    from eventrouter.config.migrate import ROWS
+
+    text = MIGRATION_DOC.read_text(encoding="utf-8")
+    for engine, row in ROWS.items():
+        assert f"| `{engine}` | `{row.target}` |" in text, engine

@@ -22,7 +22,7 @@ A configuration looks like this::
 :class:`~eventrouter.errors.ConfigError`, each with the file, line and dotted path; only a
 valid tree is built. :func:`read_config` validates without building (``eventrouter validate``
 and ``eventrouter tree`` use it). Settings written for openedx event-tracking (``ENGINE`` /
-``OPTIONS`` dicts) are accepted unchanged and translated (see :mod:`eventrouter._migrate`).
+``OPTIONS`` dicts) are accepted unchanged and translated (see :mod:`eventrouter.config.migrate`).
 
 The modules follow the pipeline: :mod:`~eventrouter.config.read` (YAML with positions),
 :mod:`~eventrouter.config.expand` (``${VAR}``), :mod:`~eventrouter.config.validate` and

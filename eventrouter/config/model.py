@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventrouter import _migrate
+from eventrouter.config import migrate as _migrate
 from eventrouter.config.secrets import mask_uri, show
 from eventrouter.errors import ConfigIssue
 from eventrouter.registry import Kind

@@ -11,8 +11,9 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from eventrouter import _migrate, registry
+from eventrouter import registry
 from eventrouter._typecheck import Parameters, kind_of, parse_bool
+from eventrouter.config import migrate as _migrate
 from eventrouter.config.expand import Expander
 from eventrouter.config.model import ConfigNode, ConfigTree
 from eventrouter.config.options import OptionChecker, construct_processors
