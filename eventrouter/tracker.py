@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from eventrouter import _fork
-from eventrouter.backends.routing import ProcessorFn, RoutingBackend
+from eventrouter.backends.routing import RoutingBackend
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.errors import TrackerNotRegisteredError
 from eventrouter.event import build_event
-from eventrouter.typing import Backend, Event
+from eventrouter.typing import Backend, Event, Processor
 
 __all__ = ["Tracker", "emit", "get_tracker", "register_tracker", "unregister_tracker"]
 
@@ -52,7 +52,7 @@ class Tracker:
     def __init__(
         self,
         backends: Mapping[str, Backend] | None = None,
-        processors: Iterable[ProcessorFn] | None = None,
+        processors: Iterable[Processor] | None = None,
         *,
         dead_letter: DeadLetterFile | str | os.PathLike[str] | None = None,
         router: RoutingBackend | None = None,
@@ -74,7 +74,7 @@ class Tracker:
         return self.router.backends
 
     @property
-    def processors(self) -> list[ProcessorFn]:
+    def processors(self) -> list[Processor]:
         """The root router's processor chain."""
         return self.router.processors
 
