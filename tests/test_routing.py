@@ -11,6 +11,7 @@ import pytest
 from conftest import lock_held_elsewhere, needs_fork, run_in_fork
 
 from eventrouter import EventEmissionExit, MemoryBackend, RoutingBackend, build_event
+from eventrouter.backends.routing import describe
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.typing import Event
 
@@ -472,6 +473,20 @@ def test_copies_of_the_backends_are_plain_dicts_that_route_nothing() -> None:
     ):
         assert type(duplicate) is dict
         assert list(duplicate) == ["m"]
+
+
+def test_copies_of_the_processors_are_plain_lists() -> None:
+    import copy
+    import pickle
+
+    router = RoutingBackend(processors=[describe])
+    for duplicate in (
+        router.processors.copy(),
+        copy.copy(router.processors),
+        pickle.loads(pickle.dumps(router.processors)),
+    ):
+        assert type(duplicate) is list
+        assert duplicate == [describe]
 
 
 def test_appending_a_processor_in_place_runs_it() -> None:
