@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 __all__ = [
     "ConfigError",
@@ -16,6 +18,7 @@ __all__ = [
     "OptionError",
     "OptionTypeError",
     "TrackerNotRegisteredError",
+    "is_veto",
 ]
 
 _Step: TypeAlias = str | int
@@ -26,17 +29,76 @@ class EventRouterError(Exception):
     """Base class of the errors eventrouter raises itself."""
 
 
-class EventEmissionExit(Exception):
+_EVENT_TRACKING_VETO_MODULE = "eventtracking.processors.exceptions"
+
+
+def _event_tracking_veto() -> type[Exception] | None:
+    """event-tracking's own ``EventEmissionExit`` when event-tracking is installed, else None.
+
+    Nothing is imported when event-tracking is absent, and a broken installation counts as
+    absent.
+    """
+    try:
+        if importlib.util.find_spec("eventtracking") is None:
+            return None
+        module = importlib.import_module(_EVENT_TRACKING_VETO_MODULE)
+    except Exception:
+        return None
+    found = getattr(module, "EventEmissionExit", None)
+    if isinstance(found, type) and issubclass(found, Exception):
+        return found
+    return None
+
+
+# event-tracking's ``EventEmissionExit`` class, or ``None`` when event-tracking is not
+# installed (then its vetoes are recognised by module and class name, see :func:`is_veto`).
+_FOREIGN_VETO: type[Exception] | None = _event_tracking_veto()
+
+if TYPE_CHECKING:
+    _VetoBase = Exception
+else:
+    _VetoBase = _FOREIGN_VETO or Exception
+
+
+class EventEmissionExit(_VetoBase):
     """Raised by a processor to veto the event for its own branch of the tree.
 
     The router that runs the processor stops processing the event and sends it to none of
     its backends; sibling branches are not affected. This is not an error: it is counted as
-    ``vetoed``, not logged.
+    ``vetoed``, never logged as a failure nor dead-lettered.
+
+    When event-tracking is installed this class also subclasses event-tracking's
+    ``EventEmissionExit``, so code written for event-tracking that catches its exception
+    catches ours too.
     """
 
 
-class TrackerNotRegisteredError(EventRouterError, LookupError):
-    """No tracker is registered under the name asked for."""
+def is_veto(exc: BaseException) -> bool:
+    """True when ``exc`` vetoes an event: our :class:`EventEmissionExit` or event-tracking's.
+
+    event-tracking's exception and its subclasses are matched by the real class when
+    event-tracking is installed; when it is not, by a class in the exception's MRO named
+    ``EventEmissionExit`` in the module ``eventtracking.processors.exceptions``. Any other
+    class that is merely named ``EventEmissionExit`` does not veto.
+    """
+    if isinstance(exc, EventEmissionExit):
+        return True
+    foreign = _FOREIGN_VETO
+    if foreign is not None:
+        return isinstance(exc, foreign)
+    for cls in type(exc).__mro__:
+        if cls.__name__ == "EventEmissionExit" and cls.__module__ == _EVENT_TRACKING_VETO_MODULE:
+            return True
+    return False
+
+
+class TrackerNotRegisteredError(EventRouterError, KeyError):
+    """No tracker is registered under the name asked for.
+
+    It is a :class:`KeyError` (and so a :class:`LookupError`), as a missing name is in
+    event-tracking, so ``except KeyError`` catches it; unlike a plain ``KeyError`` its text
+    is the message itself, not its quoted repr.
+    """
 
     def __init__(self, name: str) -> None:
         super().__init__(
@@ -45,6 +107,12 @@ class TrackerNotRegisteredError(EventRouterError, LookupError):
             f"or `register_tracker(Tracker(backends={{...}}), {name!r})`"
         )
         self.name = name
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[type[TrackerNotRegisteredError], tuple[str]]:
+        return (type(self), (self.name,))
 
 
 class MissingExtraError(EventRouterError, ImportError):

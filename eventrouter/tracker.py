@@ -9,12 +9,14 @@ App code registers one tracker at start-up and then emits from anywhere::
 
 Contexts entered with :meth:`Tracker.context` (or ``enter_context``/``exit_context``) live in a
 :class:`contextvars.ContextVar`, so they are private to the thread and the asyncio task that
-entered them.
+entered them. As in event-tracking, entering a name already entered replaces that context in
+its place, and the mapping entered is the one read at each emit, so later changes to it show.
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -22,18 +24,22 @@ from contextlib import contextmanager
 from typing import Any
 
 from eventrouter import _fork
-from eventrouter.backends.routing import ProcessorFn, RoutingBackend
+from eventrouter.backends.routing import RoutingBackend
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.errors import TrackerNotRegisteredError
 from eventrouter.event import build_event
-from eventrouter.typing import Backend, Event
+from eventrouter.typing import Backend, Event, Processor
 
 __all__ = ["Tracker", "emit", "get_tracker", "register_tracker", "unregister_tracker"]
 
-# One entry of the context stack: (name, that context's own values). The stack is an
-# immutable tuple paired with its merged view, so resolving costs nothing per emit.
-_Stack = tuple[tuple[tuple[str, dict[str, Any]], ...], dict[str, Any]]
-_EMPTY: _Stack = ((), {})
+log = logging.getLogger("eventrouter.tracker")
+
+# The entered contexts, oldest first: (name, the mapping entered). An immutable tuple, so a
+# thread or task that copies the contextvars context keeps its own; the mappings themselves
+# are the caller's objects, read at each emit.
+_Stack = tuple[tuple[str, Mapping[str, Any]], ...]
+_EMPTY: _Stack = ()
+_MISSING: Any = object()
 
 
 class Tracker:
@@ -52,7 +58,7 @@ class Tracker:
     def __init__(
         self,
         backends: Mapping[str, Backend] | None = None,
-        processors: Iterable[ProcessorFn] | None = None,
+        processors: Iterable[Processor] | None = None,
         *,
         dead_letter: DeadLetterFile | str | os.PathLike[str] | None = None,
         router: RoutingBackend | None = None,
@@ -65,17 +71,20 @@ class Tracker:
         self._stack: contextvars.ContextVar[_Stack] = contextvars.ContextVar(
             f"eventrouter_context_{id(self):x}", default=_EMPTY
         )
+        self._lock = threading.Lock()
+        _fork.register(self)
+        self._internal_errors = 0
 
     # -- the tree ---------------------------------------------------------------------------
 
     @property
     def backends(self) -> dict[str, Backend]:
-        """The root router's backends, by name."""
+        """The root router's backends, by name; changes made in place take effect."""
         return self.router.backends
 
     @property
-    def processors(self) -> list[ProcessorFn]:
-        """The root router's processor chain."""
+    def processors(self) -> list[Processor]:
+        """The root router's processor chain; changes made in place take effect."""
         return self.router.processors
 
     def get_backend(self, name: str) -> Backend:
@@ -99,64 +108,105 @@ class Tracker:
         ``str`` or ``data`` not a mapping (or ``None``), ``ValueError`` when ``name`` is empty.
         Failures downstream are logged and counted, never raised.
         """
-        event = build_event(name, data, context=self._stack.get()[1])
-        self.router.send(event)
+        event = build_event(name, data, context=_merge(self._stack.get()))
+        try:
+            self.router.send(event)
+        except Exception as exc:
+            self._routing_failed(event, exc)
 
     def send(self, event: Event) -> None:
         """Route an already built envelope (from :func:`eventrouter.event.build_event`).
 
         Used to replay or import events that keep their own id, timestamp and context.
+        Like :meth:`emit`, it never raises for a failure downstream.
         """
-        self.router.send(event)
+        try:
+            self.router.send(event)
+        except Exception as exc:
+            self._routing_failed(event, exc)
+
+    def _routing_failed(self, event: Event, exc: Exception) -> None:
+        """The root router raised (only a router that is not ours can): count, log once."""
+        with self._lock:
+            self._internal_errors += 1
+        try:
+            label = f"name={event.get('name')!r} id={event.get('id')!r}"
+        except Exception:
+            label = "<unreadable event>"
+        log.error(
+            "the root router %s raised %s on event %s; the event was not routed",
+            type(self.router).__name__,
+            type(exc).__name__,
+            label,
+        )
 
     # -- context ----------------------------------------------------------------------------
 
     def enter_context(self, name: str, ctx: Mapping[str, Any]) -> None:
-        """Push ``ctx`` as the context called ``name`` for this thread or asyncio task."""
-        self._push(name, ctx)
+        """Enter ``ctx`` as the context called ``name`` for this thread or asyncio task.
 
-    def _push(self, name: str, ctx: Mapping[str, Any]) -> contextvars.Token[_Stack]:
+        A name already entered is replaced in its place (contexts entered after it still
+        win). ``ctx`` itself is kept, not copied: changes made to it later show in the
+        events emitted afterwards.
+
+        Raises:
+            TypeError: ``ctx`` is not a mapping.
+        """
         if not isinstance(ctx, Mapping):
             raise TypeError(f"context must be a mapping, not {type(ctx).__name__}")
-        entries, merged = self._stack.get()
-        values = dict(ctx)
-        return self._stack.set(((*entries, (name, values)), {**merged, **values}))
+        self._stack.set(_put(self._stack.get(), name, ctx))
 
     def exit_context(self, name: str) -> None:
-        """Remove the most recently entered context called ``name``.
+        """Remove the context called ``name``.
 
         Raises:
             KeyError: no context of that name is entered in this thread or task.
         """
-        entries, _ = self._stack.get()
-        for index in range(len(entries) - 1, -1, -1):
-            if entries[index][0] == name:
-                kept = entries[:index] + entries[index + 1 :]
-                self._stack.set((kept, _merge(kept)))
-                return
-        raise KeyError(f"no context named {name!r} is entered here")
+        entries = self._stack.get()
+        kept = tuple(entry for entry in entries if entry[0] != name)
+        if len(kept) == len(entries):
+            raise KeyError(f"no context named {name!r} is entered here")
+        self._stack.set(kept)
 
     @contextmanager
     def context(self, name: str, ctx: Mapping[str, Any]) -> Iterator[None]:
-        """``with tracker.context("request", {...}):`` enters ``ctx`` for the block."""
-        token = self._push(name, ctx)
+        """``with tracker.context("request", {...}):`` enters ``ctx`` for the block.
+
+        On leaving the block the context called ``name`` is what it was before the block
+        (absent, or the mapping entered earlier, in its place); contexts entered under other
+        names inside the block stay.
+        """
+        before = _MISSING
+        for entered, values in self._stack.get():
+            if entered == name:
+                before = values
+        self.enter_context(name, ctx)
         try:
             yield
         finally:
-            try:
-                self._stack.reset(token)
-            except ValueError:  # the block ended in another context (a generator moved)
-                self.exit_context(name)
+            entries = self._stack.get()
+            if before is _MISSING:
+                self._stack.set(tuple(entry for entry in entries if entry[0] != name))
+            else:
+                self._stack.set(_put(entries, name, before))
 
     def resolve_context(self) -> dict[str, Any]:
         """The merged context of this thread or task; later entries win. A new dict."""
-        return dict(self._stack.get()[1])
+        return _merge(self._stack.get())
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """The counters of the whole tree (see :meth:`RoutingBackend.stats`)."""
-        return self.router.stats()
+        """The counters of the whole tree (see :meth:`RoutingBackend.stats`).
+
+        ``internal_errors`` also counts the events a root router of another kind raised on.
+        """
+        out = dict(self.router.stats())
+        with self._lock:
+            internal = self._internal_errors
+        if internal or "internal_errors" in out:
+            out["internal_errors"] = out.get("internal_errors", 0) + internal
+        return out
 
     def flush(self, timeout: float | None = None) -> None:
         """Deliver what any node of the tree buffers."""
@@ -172,7 +222,20 @@ class Tracker:
         return f"Tracker({self.router!r})"
 
 
-def _merge(entries: tuple[tuple[str, dict[str, Any]], ...]) -> dict[str, Any]:
+def _put(entries: _Stack, name: str, ctx: Mapping[str, Any]) -> _Stack:
+    """``entries`` with ``name`` set to ``ctx``: in its place if present, else appended."""
+    for index, (entered, _) in enumerate(entries):
+        if entered == name:
+            return (*entries[:index], (name, ctx), *entries[index + 1 :])
+    return (*entries, (name, ctx))
+
+
+def _merge(entries: _Stack) -> dict[str, Any]:
+    """A new dict of every entered context's values, later entries winning."""
+    if not entries:
+        return {}
+    if len(entries) == 1:
+        return dict(entries[0][1])
     merged: dict[str, Any] = {}
     for _, values in entries:
         merged.update(values)

@@ -856,7 +856,7 @@ def test_dead_letter_is_given_to_every_router_of_the_tree(tmp_path: Path) -> Non
     )
     tracker.emit("video.played")
     records = list(read_dead_letters(dead))
-    assert sorted(r["backend"] for r in records) == ["broken", "top_broken"]
+    assert sorted(r["backend"] for r in records) == ["nested.broken", "top_broken"]
     assert tracker.router.dead_letter is tracker.router.backends["nested"].dead_letter  # type: ignore[attr-defined]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -220,3 +221,184 @@ def test_close_flushes_then_closes_the_tree() -> None:
     tracker.close()
     tracker.close(timeout=2.5)
     assert calls == ["flush 30.0", "close", "flush 2.5", "close"]
+
+
+# -- in-place changes of the tree -----------------------------------------------------------
+
+
+def test_a_backend_set_in_place_on_the_tracker_receives_events(tracker: Tracker) -> None:
+    tracker.emit("before")  # the router's snapshot of its backends is taken here
+    late = MemoryBackend()
+    tracker.backends["late"] = late
+    tracker.emit("after")
+    assert late.names() == ["after"]
+
+
+def test_a_backend_deleted_in_place_on_the_tracker_receives_nothing_more(
+    tracker: Tracker, sink: MemoryBackend
+) -> None:
+    tracker.emit("before")
+    del tracker.backends["sink"]
+    tracker.emit("after")
+    assert sink.names() == ["before"]
+
+
+def test_a_processor_appended_in_place_on_the_tracker_runs(
+    tracker: Tracker, sink: MemoryBackend
+) -> None:
+    def tag(event: dict[str, Any]) -> None:
+        event["data"]["tagged"] = True
+
+    tracker.emit("before")
+    tracker.processors.append(tag)
+    tracker.emit("after")
+    assert [e["data"].get("tagged") for e in sink.events] == [None, True]
+
+
+# -- contexts as event-tracking keeps them --------------------------------------------------
+
+
+def test_entering_a_name_again_replaces_it_in_its_place(tracker: Tracker) -> None:
+    tracker.enter_context("request", {"user_id": 1, "path": "/a"})
+    tracker.enter_context("course", {"user_id": 99})
+    tracker.enter_context("request", {"user_id": 2, "path": "/b"})
+    # "course" was entered after "request" and still wins: "request" kept its place.
+    assert tracker.resolve_context() == {"user_id": 99, "path": "/b"}
+
+
+def test_one_exit_after_entering_a_name_twice_leaves_nothing_of_it(tracker: Tracker) -> None:
+    tracker.enter_context("request", {"user_id": 1})
+    tracker.enter_context("request", {"user_id": 2})
+    tracker.exit_context("request")
+    assert tracker.resolve_context() == {}
+
+
+def test_a_context_changed_after_it_was_entered_shows_in_later_events(
+    tracker: Tracker, sink: MemoryBackend
+) -> None:
+    ctx = {"user_id": 1}
+    tracker.enter_context("request", ctx)
+    tracker.emit("first")
+    ctx["user_id"] = 2
+    tracker.emit("second")
+    assert [e["context"]["user_id"] for e in sink.events] == [1, 2]
+
+
+def test_an_event_is_not_changed_by_later_changes_to_the_entered_context(
+    tracker: Tracker, sink: MemoryBackend
+) -> None:
+    ctx = {"user_id": 1}
+    with tracker.context("request", ctx):
+        tracker.emit("first")
+        ctx["user_id"] = 2
+    assert sink.events[0]["context"] == {"user_id": 1}
+
+
+def test_resolve_context_returns_a_new_dict_not_the_entered_one(tracker: Tracker) -> None:
+    ctx = {"user_id": 1}
+    tracker.enter_context("request", ctx)
+    resolved = tracker.resolve_context()
+    resolved["user_id"] = 2
+    assert ctx == {"user_id": 1}
+
+
+def test_a_nested_block_of_the_same_name_restores_the_outer_context(tracker: Tracker) -> None:
+    with tracker.context("request", {"user_id": 1}):
+        with tracker.context("request", {"user_id": 2}):
+            assert tracker.resolve_context() == {"user_id": 2}
+        assert tracker.resolve_context() == {"user_id": 1}
+    assert tracker.resolve_context() == {}
+
+
+def test_leaving_a_block_keeps_contexts_entered_under_other_names_inside_it(
+    tracker: Tracker,
+) -> None:
+    with tracker.context("course", {"course": "cs50"}):
+        tracker.enter_context("user", {"user_id": 7})
+    assert tracker.resolve_context() == {"user_id": 7}
+
+
+def test_a_context_entered_in_place_stays_private_to_its_thread(tracker: Tracker) -> None:
+    tracker.enter_context("request", {"user_id": 1})
+    seen: list[dict[str, Any]] = []
+
+    def other() -> None:
+        tracker.enter_context("request", {"user_id": 2})
+        seen.append(tracker.resolve_context())
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert seen == [{"user_id": 2}]
+    assert tracker.resolve_context() == {"user_id": 1}
+
+
+def test_a_context_replaced_in_a_task_stays_private_to_that_task(tracker: Tracker) -> None:
+    async def replace() -> dict[str, Any]:
+        tracker.enter_context("request", {"user_id": 2})
+        return tracker.resolve_context()
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        tracker.enter_context("request", {"user_id": 1})
+        inside = await asyncio.create_task(replace())
+        return inside, tracker.resolve_context()
+
+    assert asyncio.run(main()) == ({"user_id": 2}, {"user_id": 1})
+
+
+def test_entering_something_that_is_not_a_mapping_raises_at_once(tracker: Tracker) -> None:
+    with pytest.raises(TypeError, match="context must be a mapping, not list"):
+        tracker.enter_context("request", [1, 2])  # type: ignore[arg-type]
+
+
+# -- the registry's error ---------------------------------------------------------------------
+
+
+def test_an_unregistered_tracker_is_caught_by_except_key_error() -> None:
+    with pytest.raises(KeyError):
+        tracker_module.get_tracker("nope")
+
+
+def test_an_unregistered_tracker_is_still_a_lookup_error() -> None:
+    with pytest.raises(LookupError):
+        tracker_module.get_tracker("nope")
+
+
+def test_the_unregistered_tracker_message_reads_as_written_not_quoted() -> None:
+    with pytest.raises(TrackerNotRegisteredError) as raised:
+        tracker_module.get_tracker("nope")
+    assert str(raised.value).startswith("no tracker is registered as 'nope':")
+
+
+def test_the_unregistered_tracker_error_survives_pickling() -> None:
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(TrackerNotRegisteredError("nope")))
+    assert copy.name == "nope"
+    assert str(copy) == str(TrackerNotRegisteredError("nope"))
+
+
+# -- nothing raises into emit -----------------------------------------------------------------
+
+
+class RaisingRouter(eventrouter.RoutingBackend):
+    """A root router of another kind, whose send raises with data in the message."""
+
+    def send(self, event: dict[str, Any]) -> None:
+        raise RuntimeError(f"cannot route {event['data']}")
+
+
+def test_emit_never_raises_when_the_root_router_does(caplog: pytest.LogCaptureFixture) -> None:
+    tracker = Tracker(router=RaisingRouter())
+    with caplog.at_level(logging.ERROR, logger="eventrouter"):
+        tracker.emit("video.played", {"secret": "hunter2"})
+    assert tracker.stats()["internal_errors"] == 1
+    assert len(caplog.records) == 1
+    assert "video.played" in caplog.text
+    assert "hunter2" not in caplog.text
+
+
+def test_send_never_raises_when_the_root_router_does() -> None:
+    tracker = Tracker(router=RaisingRouter())
+    tracker.send(eventrouter.build_event("video.played"))
+    assert tracker.stats()["internal_errors"] == 1

@@ -3,6 +3,11 @@
 A router is itself a backend, so routing trees nest. Nothing that fails below a router
 (a processor, a backend, a server) raises out of :meth:`RoutingBackend.send`: it is logged
 once, with the event's name and id only, and counted in :meth:`RoutingBackend.stats`.
+
+``router.backends`` and ``router.processors`` are live: changing them in place (``router.
+backends["x"] = b``, ``del router.backends["x"]``, ``router.processors.append(p)``) takes
+effect for the next event. They are a dict and a list that validate what is put in them and
+drop the router's cached snapshot on every change; the hot path reads only the snapshot.
 """
 
 from __future__ import annotations
@@ -12,19 +17,19 @@ import os
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, SupportsIndex, TypeVar, overload
 
 from eventrouter import _fork
 from eventrouter.deadletter import DeadLetterFile
-from eventrouter.errors import EventEmissionExit, EventRouterError
+from eventrouter.errors import EventEmissionExit, EventRouterError, is_veto
 from eventrouter.event import copy_event
-from eventrouter.typing import Backend, Event
+from eventrouter.typing import Backend, Event, Processor
 
-__all__ = ["RoutingBackend"]
+__all__ = ["BackendMap", "ProcessorList", "RoutingBackend"]
 
 log = logging.getLogger("eventrouter.routing")
 
-ProcessorFn = Callable[[Event], Event | None]
+_T = TypeVar("_T")
 
 
 def describe(obj: object) -> str:
@@ -67,9 +72,198 @@ def _log_frames(exc: BaseException) -> None:
         )
 
 
-def _is_foreign_veto(exc: Exception) -> bool:
-    """True for event-tracking's own ``EventEmissionExit``, so migrated processors still veto."""
-    return type(exc).__name__ == "EventEmissionExit"
+def _check_backend(name: object, backend: object) -> None:
+    send = getattr(backend, "send", None)
+    if not callable(send):
+        raise ValueError(
+            f"backend {name!r} ({type(backend).__name__}) has no callable send(event): "
+            "a backend is any object with a send(event) method"
+        )
+
+
+def _check_processor(processor: object) -> None:
+    if not callable(processor):
+        raise ValueError(
+            f"processor {describe(processor)} is not callable: a processor is any callable "
+            "that takes the event and returns it, a new event, or None"
+        )
+
+
+class BackendMap(dict[str, Backend]):
+    """A router's backends by name, in delivery order: a dict whose changes take effect.
+
+    Setting a name checks the backend (``ValueError`` without a callable ``send``), keeps
+    the position of a name that is already there and appends a new one, and binds the
+    backend's node path. Every change makes the router route the next event through the new
+    contents. Copies (``dict(m)``, ``m.copy()``, ``copy.copy(m)``, pickling) are plain dicts.
+    """
+
+    __slots__ = ("_router",)
+
+    def __init__(self, router: RoutingBackend) -> None:
+        super().__init__()
+        self._router = router
+
+    def __setitem__(self, name: str, backend: Backend) -> None:
+        _check_backend(name, backend)
+        router = self._router
+        with router._lock:
+            dict.__setitem__(self, name, backend)
+            router._targets = None
+        router._bind_child(name, backend)
+
+    def __delitem__(self, name: str) -> None:
+        router = self._router
+        with router._lock:
+            dict.__delitem__(self, name)
+            router._targets = None
+
+    @overload
+    def pop(self, name: str, /) -> Backend: ...
+    @overload
+    def pop(self, name: str, default: Backend, /) -> Backend: ...
+    @overload
+    def pop(self, name: str, default: _T, /) -> Backend | _T: ...
+    def pop(self, name: str, /, *default: Any) -> Any:
+        router = self._router
+        with router._lock:
+            value = dict.pop(self, name, *default)
+            router._targets = None
+        return value
+
+    def popitem(self) -> tuple[str, Backend]:
+        router = self._router
+        with router._lock:
+            item = dict.popitem(self)
+            router._targets = None
+        return item
+
+    def clear(self) -> None:
+        router = self._router
+        with router._lock:
+            dict.clear(self)
+            router._targets = None
+
+    def setdefault(self, name: str, default: Backend) -> Backend:
+        if name in self:
+            return self[name]
+        self[name] = default
+        return default
+
+    def update(self, *args: Any, **kwargs: Backend) -> None:
+        """Set every name given (as :meth:`dict.update` takes them), checking each first."""
+        items = dict(*args, **kwargs)
+        for name, backend in items.items():
+            _check_backend(name, backend)
+        router = self._router
+        with router._lock:
+            dict.update(self, items)
+            router._targets = None
+        for name, backend in items.items():
+            router._bind_child(name, backend)
+
+    def __ior__(self, other: Any) -> BackendMap:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def __reduce__(self) -> tuple[type[dict[str, Backend]], tuple[dict[str, Backend]]]:
+        return (dict, (dict(self),))
+
+
+class ProcessorList(list[Processor]):
+    """A router's processor chain: a list whose changes take effect for the next event.
+
+    Adding anything that is not callable raises ``ValueError``. Copies (``list(p)``,
+    ``p.copy()``, ``copy.copy(p)``, pickling) are plain lists.
+    """
+
+    __slots__ = ("_router",)
+
+    def __init__(self, router: RoutingBackend) -> None:
+        super().__init__()
+        self._router = router
+
+    def _changed(self) -> None:
+        self._router._chain = None
+
+    def append(self, processor: Processor) -> None:
+        _check_processor(processor)
+        with self._router._lock:
+            list.append(self, processor)
+            self._changed()
+
+    def extend(self, processors: Iterable[Processor]) -> None:
+        items = list(processors)
+        for processor in items:
+            _check_processor(processor)
+        with self._router._lock:
+            list.extend(self, items)
+            self._changed()
+
+    def __iadd__(self, processors: Iterable[Processor]) -> ProcessorList:  # type: ignore[override,misc]
+        self.extend(processors)
+        return self
+
+    def insert(self, index: SupportsIndex, processor: Processor) -> None:
+        _check_processor(processor)
+        with self._router._lock:
+            list.insert(self, index, processor)
+            self._changed()
+
+    @overload
+    def __setitem__(self, index: SupportsIndex, processor: Processor) -> None: ...
+    @overload
+    def __setitem__(self, index: slice, processor: Iterable[Processor]) -> None: ...
+    def __setitem__(self, index: Any, processor: Any) -> None:
+        if isinstance(index, slice):
+            processor = list(processor)
+            for item in processor:
+                _check_processor(item)
+        else:
+            _check_processor(processor)
+        with self._router._lock:
+            list.__setitem__(self, index, processor)
+            self._changed()
+
+    def __delitem__(self, index: SupportsIndex | slice) -> None:
+        with self._router._lock:
+            list.__delitem__(self, index)
+            self._changed()
+
+    def pop(self, index: SupportsIndex = -1) -> Processor:
+        with self._router._lock:
+            processor = list.pop(self, index)
+            self._changed()
+        return processor
+
+    def remove(self, processor: Processor) -> None:
+        with self._router._lock:
+            list.remove(self, processor)
+            self._changed()
+
+    def clear(self) -> None:
+        with self._router._lock:
+            list.clear(self)
+            self._changed()
+
+    def reverse(self) -> None:
+        with self._router._lock:
+            list.reverse(self)
+            self._changed()
+
+    def sort(self, *, key: Any = None, reverse: bool = False) -> None:
+        with self._router._lock:
+            list.sort(self, key=key, reverse=reverse)
+            self._changed()
+
+    def __imul__(self, count: SupportsIndex) -> ProcessorList:
+        with self._router._lock:
+            list.__imul__(self, count)
+            self._changed()
+        return self
+
+    def __reduce__(self) -> tuple[type[list[Processor]], tuple[list[Processor]]]:
+        return (list, (list(self),))
 
 
 class RoutingBackend:
@@ -77,109 +271,168 @@ class RoutingBackend:
 
     Args:
         backends: named backends (anything with ``send(event)``). A mapping is registered in
-            ascending key order, which is the order events are delivered in.
+            ascending key order, which is the order events are delivered in; backends
+            registered later are appended after them.
         processors: callables run in order on each event. A processor may mutate the event,
             return a new one, or return ``None`` to keep the current one; raising
-            :class:`~eventrouter.EventEmissionExit` vetoes the event for this router's branch.
+            :class:`~eventrouter.EventEmissionExit` (or event-tracking's) vetoes the event for
+            this router's branch.
         dead_letter: a :class:`~eventrouter.deadletter.DeadLetterFile` (or its path) where an
-            event is written, with the backend's name and the error type, when a backend of
-            this router fails on it. Without one, the failure is only logged and counted.
+            event is written, with the failing node's path and the error type, when a backend
+            of this router fails on it. Without one, the failure is only logged and counted.
 
     ``send`` never raises for a failure downstream: processor errors are logged and counted
     and the chain continues with the event as it was; a failing backend is logged and
     counted and the other backends still receive the event.
 
-    Since 0.1.
+    Attributes:
+        path: this router's dotted node path in its tree; ``""`` for a root.
     """
 
     def __init__(
         self,
         backends: Mapping[str, Backend] | None = None,
-        processors: Iterable[ProcessorFn] | None = None,
+        processors: Iterable[Processor] | None = None,
         dead_letter: DeadLetterFile | str | os.PathLike[str] | None = None,
     ) -> None:
         if dead_letter is not None and not isinstance(dead_letter, DeadLetterFile):
             dead_letter = DeadLetterFile(dead_letter)
         self.dead_letter: DeadLetterFile | None = dead_letter
-        self.backends: dict[str, Backend] = {}
-        self.processors: list[ProcessorFn] = []
-        # The hot path reads these two tuples; they are rebuilt on registration.
-        self._targets: tuple[tuple[str, Callable[[Event], Any]], ...] = ()
-        self._chain: tuple[ProcessorFn, ...] = ()
+        self.path = ""
         self._lock = threading.Lock()
         _fork.register(self)
+        # The hot path reads these two snapshots; a change to the backends or the processors
+        # sets them to None and the next event takes a new one.
+        self._targets: tuple[tuple[str, Callable[[Event], Any]], ...] | None = ()
+        self._chain: tuple[Processor, ...] | None = ()
+        self._backends = BackendMap(self)
+        self._processors = ProcessorList(self)
         self._received = 0
         self._vetoed = 0
         self._processor_errors = 0
+        self._internal_errors = 0
         self._failed: dict[str, int] = {}
-        for name in sorted(backends or {}):
-            self.register_backend(name, backends[name])  # type: ignore[index]
-        for processor in processors or ():
-            self.register_processor(processor)
+        self._backend_vetoes: dict[str, int] = {}
+        if backends:
+            for name in sorted(backends):
+                self._backends[name] = backends[name]
+        if processors is not None:
+            self._processors.extend(processors)
 
     # -- building -------------------------------------------------------------------------
 
+    @property
+    def backends(self) -> BackendMap:
+        """The backends by name, in delivery order; change it in place to re-route."""
+        return self._backends
+
+    @backends.setter
+    def backends(self, backends: Mapping[str, Backend]) -> None:
+        fresh = BackendMap(self)
+        fresh.update(backends)
+        with self._lock:
+            self._backends = fresh
+            self._targets = None
+
+    @property
+    def processors(self) -> ProcessorList:
+        """The processor chain, in order; change it in place to re-process."""
+        return self._processors
+
+    @processors.setter
+    def processors(self, processors: Iterable[Processor]) -> None:
+        fresh = ProcessorList(self)
+        fresh.extend(processors)
+        with self._lock:
+            self._processors = fresh
+            self._chain = None
+
     def register_backend(self, name: str, backend: Backend) -> None:
-        """Add (or replace) the backend called ``name``; keeps backends in name order.
+        """Append the backend called ``name``, or replace the one of that name in its place.
 
         Raises:
             ValueError: ``backend`` has no callable ``send``.
         """
-        send = getattr(backend, "send", None)
-        if not callable(send):
-            raise ValueError(
-                f"backend {name!r} ({type(backend).__name__}) has no callable send(event): "
-                "a backend is any object with a send(event) method"
-            )
-        with self._lock:
-            self.backends[name] = backend
-            self.backends = {key: self.backends[key] for key in sorted(self.backends)}
-            self._failed.setdefault(name, 0)
-            self._targets = tuple((key, b.send) for key, b in self.backends.items())
+        self._backends[name] = backend
 
-    def register_processor(self, processor: ProcessorFn) -> None:
+    def register_processor(self, processor: Processor) -> None:
         """Append ``processor`` to the chain.
 
         Raises:
             ValueError: ``processor`` is not callable.
         """
-        if not callable(processor):
-            raise ValueError(
-                f"processor {processor!r} is not callable: a processor is any callable that "
-                "takes the event and returns it, a new event, or None"
-            )
+        self._processors.append(processor)
+
+    def bind_path(self, path: str) -> None:
+        """Learn this router's dotted node path, and re-bind every child's below it."""
         with self._lock:
-            self.processors.append(processor)
-            self._chain = tuple(self.processors)
+            self.path = path
+            children = list(self._backends.items())
+        for name, backend in children:
+            self._bind_child(name, backend)
+
+    def _child_path(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else str(name)
+
+    def _bind_child(self, name: str, backend: object) -> None:
+        # Looked up on the class: a stand-in such as a ``Mock`` answers every attribute.
+        bind = getattr(type(backend), "bind_path", None)
+        if callable(bind):
+            bind(backend, self._child_path(name))
+
+    def _snapshot_targets(self) -> tuple[tuple[str, Callable[[Event], Any]], ...]:
+        with self._lock:
+            targets = self._targets
+            if targets is None:
+                targets = self._targets = tuple(
+                    (name, backend.send) for name, backend in self._backends.items()
+                )
+        return targets
+
+    def _snapshot_chain(self) -> tuple[Processor, ...]:
+        with self._lock:
+            chain = self._chain
+            if chain is None:
+                chain = self._chain = tuple(self._processors)
+        return chain
 
     # -- the hot path ---------------------------------------------------------------------
 
     def send(self, event: Event) -> None:
         """Route a copy of ``event``: process it, then deliver it to every backend."""
-        with self._lock:
-            self._received += 1
-        event = copy_event(event)
         try:
-            event = self.process_event(event)
-        except EventEmissionExit:
             with self._lock:
-                self._vetoed += 1
-            return
-        self.send_to_backends(event)
+                self._received += 1
+            event = copy_event(event)
+            try:
+                event = self.process_event(event)
+            except Exception as exc:
+                if not is_veto(exc):
+                    raise
+                with self._lock:
+                    self._vetoed += 1
+                return
+            self.send_to_backends(event)
+        except Exception as exc:
+            self._internal_failure(event, exc)
 
     def process_event(self, event: Event) -> Event:
         """Run the processors in order and return the resulting event.
 
         Raises:
-            EventEmissionExit: a processor vetoed the event.
+            EventEmissionExit: a processor vetoed the event (event-tracking's exception, and
+                its subclasses, are raised as ours).
         """
-        for processor in self._chain:
+        chain = self._chain
+        if chain is None:
+            chain = self._snapshot_chain()
+        for processor in chain:
             try:
                 result = processor(event)
             except EventEmissionExit:
                 raise
             except Exception as exc:
-                if _is_foreign_veto(exc):
+                if is_veto(exc):
                     raise EventEmissionExit from exc
                 self._processor_failed(processor, event, exc)
                 continue
@@ -198,8 +451,15 @@ class RoutingBackend:
         return event
 
     def send_to_backends(self, event: Event) -> None:
-        """Deliver ``event`` to every backend in name order; one failure stops no other."""
-        for name, send in self._targets:
+        """Deliver ``event`` to every backend in order; one failure stops no other.
+
+        A backend that raises a veto (a router of another library that does not catch it)
+        has vetoed the event: counted, not a failure.
+        """
+        targets = self._targets
+        if targets is None:
+            targets = self._snapshot_targets()
+        for name, send in targets:
             try:
                 send(event)
             except Exception as exc:
@@ -221,23 +481,64 @@ class RoutingBackend:
         _log_frames(exc)
 
     def _backend_failed(self, name: str, event: Event, exc: Exception) -> None:
-        with self._lock:
-            self._failed[name] = self._failed.get(name, 0) + 1
-        if self.dead_letter is None:
-            outcome = "not kept: give the router a dead_letter file to keep such events"
-        elif self.dead_letter.write(event, backend=name, error=exc):
-            outcome = f"written to {self.dead_letter.path}"
-        else:
-            outcome = f"LOST: the dead-letter file {self.dead_letter.path} cannot be written"
-        log.error(
-            "backend %r failed on event %s: %s%s; %s",
-            name,
-            _event_label(event),
-            type(exc).__name__,
-            f" ({exc})" if _is_own_error(exc) else f" at {_where(exc)}",
-            outcome,
-        )
-        _log_frames(exc)
+        """Count, dead-letter and log once a backend's failure; never raises."""
+        try:
+            if is_veto(exc):
+                with self._lock:
+                    self._backend_vetoes[name] = self._backend_vetoes.get(name, 0) + 1
+                return
+            with self._lock:
+                self._failed[name] = self._failed.get(name, 0) + 1
+            path = self._child_path(name)
+            if self.dead_letter is None:
+                outcome = "not kept: give the router a dead_letter file to keep such events"
+            elif self.dead_letter.write(event, backend=path, error=exc):
+                outcome = f"written to {self.dead_letter.path}"
+            else:
+                outcome = f"LOST: the dead-letter file {self.dead_letter.path} cannot be written"
+            log.error(
+                "backend %r failed on event %s: %s%s; %s",
+                path,
+                _event_label(event),
+                type(exc).__name__,
+                f" ({exc})" if _is_own_error(exc) else f" at {_where(exc)}",
+                outcome,
+            )
+            _log_frames(exc)
+        except Exception as inner:
+            self._internal_failure(event, inner)
+
+    def _internal_failure(self, event: object, exc: Exception) -> None:
+        """The last resort for a failure in the router's own machinery: count, keep, log once.
+
+        The event is dead-lettered to this router's own path (replaying it routes it through
+        this router again). Never raises.
+        """
+        try:
+            with self._lock:
+                self._internal_errors += 1
+            kept = ""
+            dead_letter = self.dead_letter
+            if dead_letter is not None and isinstance(event, dict):
+                try:
+                    written = dead_letter.write(event, backend=self.path, error=exc)
+                except Exception:
+                    written = False
+                kept = (
+                    f"; written to {dead_letter.path}"
+                    if written
+                    else f"; LOST: the dead-letter file {dead_letter.path} cannot be written"
+                )
+            log.error(
+                "router %r could not route event %s: %s at %s%s",
+                self.path,
+                _event_label(event),
+                type(exc).__name__,
+                _where(exc),
+                kept,
+            )
+        except Exception:
+            pass  # the one place that must not raise, not even to log
 
     # -- introspection and lifecycle ------------------------------------------------------
 
@@ -246,29 +547,39 @@ class RoutingBackend:
 
         Returns a plain dict::
 
-            {"received": n, "vetoed": n, "processor_errors": n,
-             "backends": {name: {"delivered": n, "failed": n, "stats": {...}}}}
+            {"received": n, "vetoed": n, "processor_errors": n, "internal_errors": n,
+             "backends": {name: {"delivered": n, "failed": n, "vetoed": n,
+                                 "stats": {...}}}}
 
         ``failed`` counts the events the backend raised on, plus those it accepted and later
         gave up on, which an asynchronous backend reports as ``failed`` in its own ``stats()``
         (Segment's client, a buffered backend). ``delivered`` is the rest of the events routed
         to it: an event still queued or in flight counts as delivered until it fails.
-        ``stats`` is present when the backend has a ``stats()`` of its own.
+        A backend's ``vetoed`` counts the events it raised a veto on (a router of another
+        library that lets the veto through). ``stats`` is present when the backend has a
+        ``stats()`` of its own.
         """
         with self._lock:
             received, vetoed = self._received, self._vetoed
             processor_errors = self._processor_errors
+            internal_errors = self._internal_errors
             failed = dict(self._failed)
-            backends = dict(self.backends)
+            backend_vetoes = dict(self._backend_vetoes)
+            backends = dict(self._backends)
         routed = received - vetoed
         out: dict[str, Any] = {
             "received": received,
             "vetoed": vetoed,
             "processor_errors": processor_errors,
+            "internal_errors": internal_errors,
             "backends": {},
         }
         for name, backend in backends.items():
-            entry: dict[str, Any] = {"delivered": 0, "failed": failed.get(name, 0)}
+            entry: dict[str, Any] = {
+                "delivered": 0,
+                "failed": failed.get(name, 0),
+                "vetoed": backend_vetoes.get(name, 0),
+            }
             child_stats = getattr(backend, "stats", None)
             if callable(child_stats):
                 own = child_stats()
@@ -276,7 +587,7 @@ class RoutingBackend:
                 later = own.get("failed") if isinstance(own, Mapping) else None
                 if type(later) is int:
                     entry["failed"] += later
-            entry["delivered"] = max(routed - entry["failed"], 0)
+            entry["delivered"] = max(routed - entry["failed"] - entry["vetoed"], 0)
             out["backends"][name] = entry
         if self.dead_letter is not None:
             out["dead_letter"] = self.dead_letter.stats()
@@ -284,7 +595,9 @@ class RoutingBackend:
 
     def flush(self, timeout: float | None = None) -> None:
         """Ask every backend that buffers to deliver what it holds (depth-first)."""
-        for name, backend in list(self.backends.items()):
+        with self._lock:
+            children = list(self._backends.items())
+        for name, backend in children:
             flush = getattr(backend, "flush", None)
             if callable(flush):
                 try:
@@ -294,7 +607,9 @@ class RoutingBackend:
 
     def close(self) -> None:
         """Close every backend that has a ``close()``; errors are logged, not raised."""
-        for name, backend in list(self.backends.items()):
+        with self._lock:
+            children = list(self._backends.items())
+        for name, backend in children:
             close = getattr(backend, "close", None)
             if callable(close):
                 try:
@@ -304,8 +619,8 @@ class RoutingBackend:
 
     def __repr__(self) -> str:
         return (
-            f"RoutingBackend(backends={list(self.backends)!r}, "
-            f"processors={[describe(p) for p in self.processors]!r})"
+            f"RoutingBackend(backends={list(self._backends)!r}, "
+            f"processors={[describe(p) for p in self._processors]!r})"
         )
 
 
