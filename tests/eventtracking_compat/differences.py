@@ -29,8 +29,6 @@ def needs(branch: str, what: str) -> Expected:
 
 EXPECTED: dict[str, Expected] = {}
 
-_CORE_VETO = needs("core", "our EventEmissionExit is a subclass of event-tracking's when installed")
-
 EXPECTED.update(
     {
         # routing: every other test passes
@@ -48,9 +46,6 @@ EXPECTED.update(
                 "test_exception_in_context",
             )
         },
-        "test_upstream_track.py::TestTrack::test_missing_tracker": needs(
-            "core", "TrackerNotRegisteredError is a KeyError"
-        ),
         # whitelist
         **{
             f"test_upstream_whitelist.py::TestNameWhitelistProcessor::{test}": NAMES
@@ -60,19 +55,6 @@ EXPECTED.update(
                 "test_multi_entry_whitelist",
                 "test_initialize_with_set",
                 "test_initialize_with_dict",
-            )
-        },
-        "test_upstream_whitelist.py::TestNameWhitelistProcessor::test_empty_whitelist": (
-            _CORE_VETO
-        ),
-        # regex filter: the cases that expect a veto
-        **{
-            f"test_upstream_regex_filter.py::TestRegexFilterProcessor::{test}": _CORE_VETO
-            for test in (
-                "test_with_multiple_regex_2___allowlist_____not_matching____NOT_MATCHING____False_",
-                "test_with_multiple_regex_4___allowlist_______False_",
-                "test_with_multiple_regex_5___blocklist_____sentinel_name____any____False_",
-                "test_with_multiple_regex_7___blocklist_________False_",
             )
         },
         # MongoDB integration
