@@ -45,11 +45,14 @@ _SCOPE = "_eventrouter_scope"
 _ENTERED = "_eventrouter_entered"
 
 
+try:  # Flask-Login is optional: look for it once, not per request
+    from flask_login import current_user as _login_user  # type: ignore[import-not-found]
+except ImportError:
+    _login_user = None
+
+
 def _current_user() -> tuple[Any, str | None]:
-    try:
-        from flask_login import current_user  # type: ignore[import-not-found]
-    except ImportError:
-        return None, None
+    current_user = _login_user
     if current_user is None or not getattr(current_user, "is_authenticated", False):
         return None, None
     get_id = getattr(current_user, "get_id", None)
@@ -122,7 +125,7 @@ def init_app(
         return found
 
     def enter() -> None:
-        request = flask.request
+        request = flask.request._get_current_object()  # type: ignore[attr-defined]
         target = current()
         if target is None:
             return
@@ -132,19 +135,22 @@ def init_app(
             user_id, username = _current_user()
             environ = request.environ
             rule = request.url_rule
+            session_key = None
+            if "HTTP_COOKIE" in environ:  # Flask's session reads (and caches) them anyway
+                session_key = request.cookies.get(app.config.get("SESSION_COOKIE_NAME", "session"))
             context = builder.build(
                 path=request.path,
                 method=request.method,
-                host=request.headers.get("Host"),
-                peer=request.remote_addr,
-                forwarded_for=request.headers.get("X-Forwarded-For"),
-                agent=request.headers.get("User-Agent"),
-                referer=request.headers.get("Referer"),
-                accept_language=request.headers.get("Accept-Language"),
-                request_id=request.headers.get("X-Request-ID") or environ.get("HTTP_X_REQUEST_ID"),
+                host=environ.get("HTTP_HOST"),
+                peer=environ.get("REMOTE_ADDR"),
+                forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
+                agent=environ.get("HTTP_USER_AGENT"),
+                referer=environ.get("HTTP_REFERER"),
+                accept_language=environ.get("HTTP_ACCEPT_LANGUAGE"),
+                request_id=environ.get("HTTP_X_REQUEST_ID"),
                 user_id=user_id,
                 username=username,
-                session_key=request.cookies.get(app.config.get("SESSION_COOKIE_NAME", "session")),
+                session_key=session_key,
                 route=rule.rule if rule is not None else None,
             )
             context.update(builder.extra(request))
