@@ -165,6 +165,7 @@ def test_a_streamed_responses_chunks_carry_its_context(memory: MemoryBackend) ->
     chunks = contexts(memory, "stream.chunk")
     assert len(chunks) == 3
     assert {context["user_id"] for context in chunks} == {5}
+    assert {context["route"] for context in chunks} == {"stream/"}
     assert get_tracker().resolve_context() == {}
 
 
@@ -175,6 +176,7 @@ async def test_an_async_streamed_response_carries_its_context(memory: MemoryBack
     assert body == b"0\n1\n2\n"
     chunks = contexts(memory, "astream.chunk")
     assert [context["user_id"] for context in chunks] == [6, 6, 6]
+    assert [context["route"] for context in chunks] == ["astream/"] * 3
 
 
 @run_async

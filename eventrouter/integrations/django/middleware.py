@@ -107,7 +107,8 @@ class TrackingContextMiddleware:
         if self.builder.ignored(request.path_info):
             return None, muted
         context = self._context(request, user)
-        setattr(request, _STATE, tracker)
+        setattr(request, _STATE, (tracker, context))
+        # A streamed body is re-entered later: it reads `context` then, with the view's keys.
         return tracker, lambda: tracker.context(CONTEXT_NAME, context)
 
     def _view_context(self, request: HttpRequest) -> dict[str, Any]:
@@ -139,9 +140,13 @@ class TrackingContextMiddleware:
         return _stream(response, scope)
 
     def _process_view(self, request: HttpRequest, *args: Any) -> None:
-        tracker: Tracker | None = getattr(request, _STATE, None)
-        if tracker is not None:
-            tracker.enter_context(VIEW_CONTEXT_NAME, self._view_context(request))
+        state: tuple[Tracker, dict[str, Any]] | None = getattr(request, _STATE, None)
+        if state is not None:
+            tracker, context = state
+            values = self._view_context(request)
+            context.update(values)  # for the streamed body, entered after the view
+            # Entered on top of the request's context, and left with it when it is reset.
+            tracker.enter_context(VIEW_CONTEXT_NAME, values)
 
     async def _aprocess_view(self, request: HttpRequest, *args: Any) -> None:
         self._process_view(request)
