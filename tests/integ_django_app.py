@@ -27,6 +27,14 @@ class HeaderUser:
         return f"user{self.pk}"
 
 
+class BrokenUser:
+    """A user whose database is down: asking anything about it fails."""
+
+    @property
+    def is_authenticated(self) -> bool:
+        raise RuntimeError("database down while loading user alice@example.org")
+
+
 class HeaderUserMiddleware:
     """Replaces ``request.user`` when ``X-Test-User`` is sent; sync and async."""
 
@@ -39,10 +47,10 @@ class HeaderUserMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         named = request.META.get("HTTP_X_TEST_USER")
         if named is not None:
-            user = HeaderUser(int(named))
+            user: Any = BrokenUser() if named == "broken" else HeaderUser(int(named))
             request.user = user  # type: ignore[assignment]
 
-            async def auser() -> HeaderUser:
+            async def auser() -> Any:
                 return user
 
             request.auser = auser  # type: ignore[attr-defined]

@@ -193,6 +193,34 @@ def test_a_failing_hook_is_counted_and_the_request_goes_on(memory: MemoryBackend
     assert len(contexts(memory, "hello")) == 2
 
 
+class BrokenUser:
+    @property
+    def is_authenticated(self) -> bool:
+        raise RuntimeError("session store down for alice@example.org")
+
+
+@run_async
+async def test_a_failing_user_never_breaks_the_request(
+    memory: MemoryBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        emit("inside")
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def record(message: Any) -> None:
+        sent.append(message)
+
+    scope = {**http_scope("/x", {}), "user": BrokenUser()}
+    await TrackingContextMiddleware(app)(scope, None, record)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 204
+    assert memory.events[0]["context"] == {}
+    assert "RuntimeError" in caplog.text
+    assert "alice" not in caplog.text
+
+
 # -- raw ASGI calls ------------------------------------------------------------------------
 
 

@@ -242,6 +242,19 @@ async def test_a_thousand_concurrent_async_requests_never_mix_contexts(
     assert get_tracker().resolve_context() == {}
 
 
+def test_a_failing_user_lookup_never_breaks_the_request(
+    memory: MemoryBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = Client()
+    for _ in range(2):
+        assert client.get("/hello/", headers={"X-Test-User": "broken"}).status_code == 200
+    assert [e["context"] for e in memory.events if e["name"] == "hello"] == [{}, {}]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "RuntimeError" in warnings[0].getMessage()
+    assert "alice" not in caplog.text
+
+
 def test_requests_go_on_without_a_registered_tracker(caplog: pytest.LogCaptureFixture) -> None:
     from eventrouter.tracker import register_tracker, unregister_tracker
 

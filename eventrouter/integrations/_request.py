@@ -34,6 +34,7 @@ from contextlib import AbstractContextManager, contextmanager
 from hashlib import sha256
 from typing import Any
 
+from eventrouter import _fork
 from eventrouter.errors import EventEmissionExit
 from eventrouter.patterns import PatternSet
 from eventrouter.tracker import Tracker
@@ -93,6 +94,14 @@ def drop_ignored(event: Event) -> Event:
 
 
 _install_lock = threading.Lock()
+
+
+def _renew_install_lock() -> None:
+    global _install_lock  # noqa: PLW0603 - a fork may leave the old one held forever
+    _install_lock = threading.Lock()
+
+
+_fork.at_fork_in_child(_renew_install_lock)
 
 
 def install_ignore_filter(tracker: Tracker) -> None:
@@ -198,7 +207,9 @@ class RequestContextBuilder:
             raise ValueError(f"max_length must be a positive int, not {max_length!r}")
         self.max_length = max_length
         self.hook_errors = 0
+        self.build_errors = 0
         self._lock = threading.Lock()
+        _fork.register(self)
 
     # -- the pieces ---------------------------------------------------------------------------
 
@@ -290,6 +301,31 @@ class RequestContextBuilder:
             "route": bound(route),
         }
 
+    def guarded(self, build: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+        """``build()``, or ``None`` when it fails: the request then goes on without context.
+
+        The failure (a lazy user object whose database is down, a framework quirk) is counted
+        in :attr:`build_errors` and logged by type only, at WARNING the first time.
+        """
+        try:
+            return build()
+        except Exception as exc:
+            self.count_failure("building the request context", exc)
+            return None
+
+    def count_failure(self, what: str, exc: Exception, counter: str = "build_errors") -> None:
+        """Count a failure in ``counter`` and log it, by type only (WARNING the first time)."""
+        with self._lock:
+            count = getattr(self, counter) + 1
+            setattr(self, counter, count)
+        # The type only: a message could quote request data.
+        log.log(
+            logging.WARNING if count == 1 else logging.DEBUG,
+            "eventrouter: %s failed (%s); the request goes on without it",
+            what,
+            type(exc).__name__,
+        )
+
     def extra(self, request: Any) -> dict[str, Any]:
         """The app's own keys from ``context_hook`` (bounded); ``{}`` when it fails."""
         hook = self.context_hook
@@ -303,16 +339,8 @@ class RequestContextBuilder:
                 raise TypeError("context_hook returned a non-mapping")
             return {str(key): self._bound(value) for key, value in values.items()}
         except Exception as exc:
-            with self._lock:
-                self.hook_errors += 1
-                first = self.hook_errors == 1
-            # The type only: a message could quote request data.
-            log.log(
-                logging.WARNING if first else logging.DEBUG,
-                "the request context hook %s failed (%s); the request goes on without its keys",
-                getattr(hook, "__qualname__", type(hook).__name__),
-                type(exc).__name__,
-            )
+            name = getattr(hook, "__qualname__", type(hook).__name__)
+            self.count_failure(f"the request context hook {name}", exc, "hook_errors")
             return {}
 
 

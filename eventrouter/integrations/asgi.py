@@ -115,7 +115,11 @@ class TrackingContextMiddleware:
             with muted():
                 await self.app(scope, receive, send)
             return
-        with tracker.context(CONTEXT_NAME, self.context(scope)):
+        context = self.builder.guarded(lambda: self.context(scope))
+        if context is None:
+            await self.app(scope, receive, send)
+            return
+        with tracker.context(CONTEXT_NAME, context):
             await self.app(scope, receive, send)
 
     def context(self, scope: Scope) -> dict[str, Any]:

@@ -61,6 +61,33 @@ def _current_user() -> tuple[Any, str | None]:
     return user_id, username if isinstance(username, str) else None
 
 
+def _context(builder: RequestContextBuilder, request: Any, app: flask.Flask) -> dict[str, Any]:
+    """The request context of the current Flask request."""
+    user_id, username = _current_user()
+    environ = request.environ
+    rule = request.url_rule
+    session_key = None
+    if "HTTP_COOKIE" in environ:  # Flask's session reads (and caches) them anyway
+        session_key = request.cookies.get(app.config.get("SESSION_COOKIE_NAME", "session"))
+    context = builder.build(
+        path=request.path,
+        method=request.method,
+        host=environ.get("HTTP_HOST"),
+        peer=environ.get("REMOTE_ADDR"),
+        forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
+        agent=environ.get("HTTP_USER_AGENT"),
+        referer=environ.get("HTTP_REFERER"),
+        accept_language=environ.get("HTTP_ACCEPT_LANGUAGE"),
+        request_id=environ.get("HTTP_X_REQUEST_ID"),
+        user_id=user_id,
+        username=username,
+        session_key=session_key,
+        route=rule.rule if rule is not None else None,
+    )
+    context.update(builder.extra(request))
+    return context
+
+
 def init_app(
     app: flask.Flask,
     config: str | os.PathLike[str] | dict[str, Any] | None = None,
@@ -132,28 +159,10 @@ def init_app(
         if builder.ignored(request.path):
             scope: Callable[[], AbstractContextManager[Any]] = muted
         else:
-            user_id, username = _current_user()
-            environ = request.environ
-            rule = request.url_rule
-            session_key = None
-            if "HTTP_COOKIE" in environ:  # Flask's session reads (and caches) them anyway
-                session_key = request.cookies.get(app.config.get("SESSION_COOKIE_NAME", "session"))
-            context = builder.build(
-                path=request.path,
-                method=request.method,
-                host=environ.get("HTTP_HOST"),
-                peer=environ.get("REMOTE_ADDR"),
-                forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
-                agent=environ.get("HTTP_USER_AGENT"),
-                referer=environ.get("HTTP_REFERER"),
-                accept_language=environ.get("HTTP_ACCEPT_LANGUAGE"),
-                request_id=environ.get("HTTP_X_REQUEST_ID"),
-                user_id=user_id,
-                username=username,
-                session_key=session_key,
-                route=rule.rule if rule is not None else None,
-            )
-            context.update(builder.extra(request))
+            built = builder.guarded(lambda: _context(builder, request, app))
+            if built is None:
+                return
+            context = built
 
             def scope() -> AbstractContextManager[Any]:
                 return target.context(CONTEXT_NAME, context)

@@ -106,7 +106,9 @@ class TrackingContextMiddleware:
             return None, None
         if self.builder.ignored(request.path_info):
             return None, muted
-        context = self._context(request, user)
+        context = self.builder.guarded(lambda: self._context(request, user))
+        if context is None:
+            return None, None
         setattr(request, _STATE, (tracker, context))
         # A streamed body is re-entered later: it reads `context` then, with the view's keys.
         return tracker, lambda: tracker.context(CONTEXT_NAME, context)
@@ -131,7 +133,11 @@ class TrackingContextMiddleware:
 
     async def __acall__(self, request: HttpRequest) -> Any:
         auser = getattr(request, "auser", None)
-        user = await auser() if auser is not None else getattr(request, "user", None)
+        try:
+            user = await auser() if auser is not None else getattr(request, "user", None)
+        except Exception as exc:  # the request goes on; the view meets it if it matters
+            self.builder.count_failure("loading the user", exc)
+            user = None
         _, scope = self._scope(request, user)
         if scope is None:
             return await self.get_response(request)
@@ -143,7 +149,9 @@ class TrackingContextMiddleware:
         state: tuple[Tracker, dict[str, Any]] | None = getattr(request, _STATE, None)
         if state is not None:
             tracker, context = state
-            values = self._view_context(request)
+            values = self.builder.guarded(lambda: self._view_context(request))
+            if values is None:
+                return
             context.update(values)  # for the streamed body, entered after the view
             # Entered on top of the request's context, and left with it when it is reset.
             tracker.enter_context(VIEW_CONTEXT_NAME, values)
