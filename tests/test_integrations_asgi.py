@@ -18,8 +18,9 @@ from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocket
 
 from eventrouter import MemoryBackend
 from eventrouter.integrations import CONTEXT_KEYS
@@ -79,6 +80,12 @@ async def spawn(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
+async def socket(websocket: WebSocket) -> None:
+    await websocket.accept()
+    emit("socket.message", {"text": await websocket.receive_text()})
+    await websocket.close()
+
+
 def course_hook(scope: dict[str, Any]) -> dict[str, Any]:
     return {"tenant": scope["path"].split("/")[1]}
 
@@ -97,6 +104,7 @@ def make_app(**options: Any) -> Starlette:
             Route("/stream", stream),
             Route("/background", background),
             Route("/spawn", spawn),
+            WebSocketRoute("/socket", socket),
         ],
         middleware=[
             Middleware(AuthenticationMiddleware, backend=HeaderAuth()),
@@ -174,6 +182,15 @@ def test_background_tasks_and_spawned_tasks_carry_the_context(
     client.get("/spawn", headers={"X-Request-ID": "sp"})
     assert contexts(memory, "background.ran")[0]["request_id"] == "bg"
     assert contexts(memory, "spawned.ran")[0]["request_id"] == "sp"
+
+
+def test_a_websocket_connection_has_its_context(client: TestClient, memory: MemoryBackend) -> None:
+    with client.websocket_connect("/socket", headers={"X-Request-ID": "ws-1"}) as websocket:
+        websocket.send_text("hi")
+    (context,) = contexts(memory, "socket.message")
+    assert context["request_id"] == "ws-1"
+    assert context["path"] == "/socket"
+    assert context["method"] == "WEBSOCKET"
 
 
 def test_the_context_hook_gets_the_scope(memory: MemoryBackend) -> None:

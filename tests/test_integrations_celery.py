@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,23 @@ def test_a_task_sent_outside_a_request_carries_nothing(memory: MemoryBackend, ea
     integ_celery_app.record.delay("bare")
     (event,) = [e for e in memory.events if e["name"] == "task.ran"]
     assert event["context"] == {}
+
+
+def test_a_malformed_header_is_ignored(memory: MemoryBackend, eager: None) -> None:
+    integ_celery_app.record.apply_async(("junk",), headers={HEADER: "not a mapping"})
+    (event,) = [e for e in memory.events if e["name"] == "task.ran"]
+    assert event["context"] == {}
+
+
+def test_values_a_message_cannot_carry_travel_as_text(memory: MemoryBackend) -> None:
+    from eventrouter.integrations import celery as carrying
+
+    headers: dict[str, Any] = {}
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    with get_tracker().context("request", {"user_id": 5, "when": when, "tags": ["a"]}):
+        carrying._on_publish(headers=headers)
+    assert headers[HEADER] == {"user_id": 5, "when": str(when), "tags": "['a']"}
+    json.dumps(headers)
 
 
 # -- a real worker ----------------------------------------------------------------------------

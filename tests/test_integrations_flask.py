@@ -58,6 +58,11 @@ def make_app(**config: Any) -> flask.Flask:
         get_tracker().emit("health.checked", {})
         return "ok"
 
+    @app.route("/async/<int:n>")
+    async def async_view(n: int) -> str:
+        get_tracker().emit("async.viewed", {"n": n})
+        return "ok"
+
     @app.route("/stream")
     def stream() -> flask.Response:
         def chunks() -> Iterator[str]:
@@ -154,6 +159,11 @@ def test_a_streamed_responses_chunks_carry_its_context(client: Any, memory: Memo
     response.close()
     assert [c["request_id"] for c in contexts(memory, "stream.chunk")] == ["streamed"] * 3
     assert get_tracker().resolve_context() == {}
+
+
+def test_an_async_view_keeps_the_context(client: Any, memory: MemoryBackend) -> None:
+    client.get("/async/2", headers={"X-Request-ID": "async-flask"})
+    assert contexts(memory, "async.viewed")[0]["request_id"] == "async-flask"
 
 
 def test_a_thousand_concurrent_requests_never_mix_contexts(
