@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 import pytest
+from conftest import lock_held_elsewhere, needs_fork, run_in_fork
 
 from eventrouter import MemoryBackend, Tracker
 from eventrouter.integrations._request import (
@@ -132,3 +133,15 @@ def test_with_context_carries_into_a_plain_thread() -> None:
     thread.start()
     thread.join()
     assert seen == [{"user_id": 4}]
+
+
+@needs_fork
+def test_a_fork_while_a_failure_is_counted_leaves_the_child_working() -> None:
+    hooked = builder(context_hook=lambda request: 1 / 0)
+
+    def child() -> int:
+        assert hooked.extra(None) == {}  # would hang on the parent's held lock
+        return 0 if hooked.hook_errors == 1 else 1
+
+    with lock_held_elsewhere(hooked):
+        assert run_in_fork(child) == 0
