@@ -13,6 +13,13 @@ See :class:`~eventrouter.integrations.django.apps.EventRouterConfig` and
 
 from __future__ import annotations
 
+from eventrouter.errors import MissingExtraError
+
+try:
+    import django  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise MissingExtraError("eventrouter.integrations.django", "django", "django") from exc
+
 from eventrouter.integrations.django.middleware import TrackingContextMiddleware
 
 __all__ = ["TrackingContextMiddleware"]
