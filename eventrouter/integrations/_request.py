@@ -1,0 +1,385 @@
+"""The request context: one builder that Django, Flask and ASGI all feed the same facts.
+
+Every framework integration turns its request into the same keys, named as edx-platform's
+tracking logs name them (see :data:`CONTEXT_KEYS`), every one present (``None`` when the
+framework does not know it), every string bounded in length. The builder is made once, at
+start-up, from the options all three integrations share:
+
+- ``ignore_paths``: patterns (see :mod:`eventrouter.patterns`; ``*`` matches any run of
+  characters, ``re:`` a whole-path regular expression) of paths that get no context and whose
+  events are dropped (health checks);
+- ``trusted_proxies``: addresses or networks of the proxies in front of the app; only when
+  the peer is one of them is ``X-Forwarded-For`` read, right to left, up to the first address
+  that is not;
+- ``secret``: the key of the HMAC that stands in for the session key (never the key itself);
+- ``context_hook``: a callable given the framework's request that returns the app's own keys
+  (``course_id`` from the URL, a tenant); its failures are counted and logged by type only.
+
+Events emitted while an ignored path is served are vetoed by :func:`drop_ignored`, a
+processor each integration adds to its tracker's root chain; they are counted as ``vetoed``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import hmac
+import ipaddress
+import logging
+import re
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from hashlib import sha256
+from typing import Any
+
+from eventrouter import _fork
+from eventrouter.errors import EventEmissionExit
+from eventrouter.patterns import PatternSet
+from eventrouter.tracker import Tracker
+from eventrouter.typing import Event
+
+__all__ = [
+    "CONTEXT_KEYS",
+    "CONTEXT_NAME",
+    "ContextHook",
+    "RequestContextBuilder",
+    "drop_ignored",
+    "install_ignore_filter",
+    "muted",
+]
+
+log = logging.getLogger("eventrouter.integrations")
+
+CONTEXT_NAME = "request"
+"""The name the request context is entered under (``tracker.context(CONTEXT_NAME, ...)``)."""
+
+CONTEXT_KEYS = (
+    "user_id",
+    "username",
+    "session",
+    "ip",
+    "agent",
+    "host",
+    "path",
+    "method",
+    "referer",
+    "accept_language",
+    "request_id",
+    "route",
+)
+"""The keys of every request context, in every framework."""
+
+DEFAULT_MAX_LENGTH = 512
+MAX_FORWARDED_HOPS = 20
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
+
+ContextHook = Callable[[Any], Mapping[str, Any] | None]
+"""The app's own keys: called with the framework's request, returns a mapping (or None)."""
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_ignored: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "eventrouter_request_ignored", default=False
+)
+
+
+def drop_ignored(event: Event) -> Event:
+    """A processor that vetoes every event emitted while an ignored path is served."""
+    if _ignored.get():
+        raise EventEmissionExit
+    return event
+
+
+_install_lock = threading.Lock()
+
+
+def _renew_install_lock() -> None:
+    global _install_lock  # noqa: PLW0603 - a fork may leave the old one held forever
+    _install_lock = threading.Lock()
+
+
+_fork.at_fork_in_child(_renew_install_lock)
+
+
+def install_ignore_filter(tracker: Tracker) -> None:
+    """Add :func:`drop_ignored` to ``tracker``'s root chain, once."""
+    with _install_lock:
+        if drop_ignored not in tracker.router.processors:
+            tracker.router.register_processor(drop_ignored)
+
+
+@contextmanager
+def muted() -> Iterator[None]:
+    """Inside the block, events are dropped by :func:`drop_ignored` (an ignored path)."""
+    token = _ignored.set(True)
+    try:
+        yield
+    finally:
+        try:
+            _ignored.reset(token)
+        except ValueError:  # the block ended in another context (a generator moved)
+            _ignored.set(False)
+
+
+def parse_proxies(proxies: Iterable[str]) -> tuple[_Network, ...]:
+    """Parse ``trusted_proxies``: addresses (``10.0.0.5``) or networks (``10.0.0.0/8``).
+
+    Raises:
+        TypeError: ``proxies`` is a single string, or holds a non-string.
+        ValueError: an entry is neither an address nor a network (the message names it).
+    """
+    if isinstance(proxies, (str, bytes)):
+        raise TypeError(f"trusted_proxies must be a list, not a single string: write [{proxies!r}]")
+    networks: list[_Network] = []
+    for entry in proxies:
+        if not isinstance(entry, str):
+            raise TypeError(f"trusted_proxies holds {entry!r}: write each address as a string")
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ValueError(
+                f"trusted_proxies holds {entry!r}, which is not an IP address or network: "
+                "write addresses like '10.0.0.5' or networks like '10.0.0.0/8'"
+            ) from None
+    return tuple(networks)
+
+
+@functools.lru_cache(maxsize=4096)  # parsing costs ~10 µs; clients and proxies repeat
+def _address(text: str) -> _Address | None:
+    text = text.strip()
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    if text.startswith("[") and "]" in text:  # [2001:db8::1]:443
+        host = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # 203.0.113.9:443
+        host = text.split(":", 1)[0]
+    else:
+        return None
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+class RequestContextBuilder:
+    """Turns the facts of one request into the request context (see :data:`CONTEXT_KEYS`).
+
+    Args:
+        ignore_paths: path patterns that get no context and whose events are dropped.
+        trusted_proxies: addresses or networks whose ``X-Forwarded-For`` is believed.
+        secret: the HMAC key for ``session``; without one, ``session`` is ``None``.
+        context_hook: returns the app's own keys for a request (see :data:`ContextHook`).
+        max_length: the longest a string value may be; longer ones are cut.
+
+    Raises:
+        TypeError, ValueError: an option is malformed; the message names it.
+    """
+
+    def __init__(
+        self,
+        *,
+        ignore_paths: Iterable[str] = (),
+        trusted_proxies: Iterable[str] = (),
+        secret: str | bytes | None = None,
+        context_hook: ContextHook | None = None,
+        max_length: int = DEFAULT_MAX_LENGTH,
+    ) -> None:
+        if isinstance(ignore_paths, (str, bytes)):
+            raise TypeError(
+                f"ignore_paths must be a list, not a single string: write [{ignore_paths!r}]"
+            )
+        self.ignore_paths = PatternSet(list(ignore_paths), dotted=False, cache_size=4096)
+        self.trusted_proxies = parse_proxies(trusted_proxies)
+        if isinstance(secret, str):
+            secret = secret.encode("utf-8")
+        if secret is not None and not isinstance(secret, bytes):
+            raise TypeError(f"secret must be str or bytes, not {type(secret).__name__}")
+        self._secret = secret or None
+        if context_hook is not None and not callable(context_hook):
+            raise TypeError(f"context_hook must be callable, not {type(context_hook).__name__}")
+        self.context_hook = context_hook
+        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+            raise ValueError(f"max_length must be a positive int, not {max_length!r}")
+        self.max_length = max_length
+        self.hook_errors = 0
+        self.build_errors = 0
+        self._lock = threading.Lock()
+        _fork.register(self)
+
+    # -- the pieces ---------------------------------------------------------------------------
+
+    def ignored(self, path: str) -> bool:
+        """Whether ``path`` is one of ``ignore_paths``."""
+        return bool(self.ignore_paths) and self.ignore_paths.matches(path)
+
+    def client_ip(self, peer: str | None, forwarded_for: str | None) -> str | None:
+        """The client's address: the peer, or behind trusted proxies, ``X-Forwarded-For``'s.
+
+        The header is read right to left (each proxy appends the address it saw) and the
+        first address that is not a trusted proxy is the client; a malformed entry stops the
+        walk at the last address that was believable.
+        """
+        if peer is None:
+            return None
+        if not forwarded_for or not self.trusted_proxies:
+            return peer[: self.max_length]
+        current = _address(peer)
+        if current is None or not self._trusted(current):
+            return peer[: self.max_length]
+        hops = forwarded_for.split(",")[-MAX_FORWARDED_HOPS:]
+        for hop in reversed(hops):
+            address = _address(hop)
+            if address is None:
+                break
+            current = address
+            if not self._trusted(address):
+                break
+        return str(current)
+
+    def _trusted(self, address: _Address) -> bool:
+        return any(address in network for network in self.trusted_proxies)
+
+    def session_hash(self, session_key: str | None) -> str | None:
+        """An HMAC-SHA256 of the session key (hex, 32 characters), or ``None``."""
+        if not session_key or self._secret is None:
+            return None
+        digest = hmac.new(self._secret, session_key.encode("utf-8", "replace"), sha256)
+        return digest.hexdigest()[:32]
+
+    @staticmethod
+    def request_id(header: str | None) -> str:
+        """The ``X-Request-ID`` header when it is a sane token, else a new random id."""
+        if isinstance(header, str) and _REQUEST_ID.fullmatch(header):
+            return header
+        return uuid.uuid4().hex
+
+    def _bound(self, value: Any) -> Any:
+        if isinstance(value, str) and len(value) > self.max_length:
+            return value[: self.max_length]
+        return value
+
+    # -- the whole context ------------------------------------------------------------------
+
+    def build(
+        self,
+        *,
+        path: str,
+        method: str,
+        host: str | None,
+        peer: str | None,
+        forwarded_for: str | None = None,
+        agent: str | None = None,
+        referer: str | None = None,
+        accept_language: str | None = None,
+        request_id: str | None = None,
+        user_id: Any = None,
+        username: str | None = None,
+        session_key: str | None = None,
+        route: str | None = None,
+    ) -> dict[str, Any]:
+        """The request context from the facts the framework knows; every key is present."""
+        bound = self._bound
+        if user_id is not None and not isinstance(user_id, (int, str)):
+            user_id = str(user_id)
+        return {
+            "user_id": bound(user_id),
+            "username": bound(username) if username else None,
+            "session": self.session_hash(session_key),
+            "ip": self.client_ip(peer, forwarded_for),
+            "agent": bound(agent),
+            "host": bound(host),
+            "path": bound(path),
+            "method": bound(method),
+            "referer": bound(referer),
+            "accept_language": bound(accept_language),
+            "request_id": self.request_id(request_id),
+            "route": bound(route),
+        }
+
+    def guarded(self, build: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+        """``build()``, or ``None`` when it fails: the request then goes on without context.
+
+        The failure (a lazy user object whose database is down, a framework quirk) is counted
+        in :attr:`build_errors` and logged by type only, at WARNING the first time.
+        """
+        try:
+            return build()
+        except Exception as exc:
+            self.count_failure("building the request context", exc)
+            return None
+
+    def count_failure(self, what: str, exc: Exception, counter: str = "build_errors") -> None:
+        """Count a failure in ``counter`` and log it, by type only (WARNING the first time)."""
+        with self._lock:
+            count = getattr(self, counter) + 1
+            setattr(self, counter, count)
+        # The type only: a message could quote request data.
+        log.log(
+            logging.WARNING if count == 1 else logging.DEBUG,
+            "eventrouter: %s failed (%s); the request goes on without it",
+            what,
+            type(exc).__name__,
+        )
+
+    def extra(self, request: Any) -> dict[str, Any]:
+        """The app's own keys from ``context_hook`` (bounded); ``{}`` when it fails."""
+        hook = self.context_hook
+        if hook is None:
+            return {}
+        try:
+            values = hook(request)
+            if values is None:
+                return {}
+            if not isinstance(values, Mapping):
+                raise TypeError("context_hook returned a non-mapping")
+            return {str(key): self._bound(value) for key, value in values.items()}
+        except Exception as exc:
+            name = getattr(hook, "__qualname__", type(hook).__name__)
+            self.count_failure(f"the request context hook {name}", exc, "hook_errors")
+            return {}
+
+
+def stream_in_context(
+    chunks: Iterable[Any], scope: Callable[[], AbstractContextManager[Any]]
+) -> Iterator[Any]:
+    """Iterate ``chunks`` with ``scope()`` entered around each step (a streamed body runs
+    after the view returned, when the request's context has been left)."""
+    iterator = iter(chunks)
+    try:
+        while True:
+            with scope():
+                try:
+                    chunk = next(iterator)
+                except StopIteration:
+                    return
+            yield chunk
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            with scope():
+                close()
+
+
+async def astream_in_context(
+    chunks: Any, scope: Callable[[], AbstractContextManager[Any]]
+) -> AsyncIterator[Any]:
+    """The asynchronous twin of :func:`stream_in_context`."""
+    iterator = chunks.__aiter__()
+    try:
+        while True:
+            with scope():
+                try:
+                    chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    return
+            yield chunk
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            with scope():
+                await aclose()

@@ -1,0 +1,131 @@
+"""Celery: a task sent while a request is served runs with that request's context.
+
+::
+
+    from eventrouter.integrations.celery import carry_context
+    carry_context()          # once, in the module that makes the Celery app
+
+When a task is published, the tracker's current context travels in the message header
+``eventrouter_context``; the worker enters it (as the context named ``"celery"``) around the
+task and leaves it afterwards, so events the task emits carry the request's ``user_id`` and
+``request_id``. In eager mode the task runs in the caller's own context already. A task sent
+from a task passes the context on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from eventrouter.errors import MissingExtraError
+from eventrouter.tracker import Tracker, get_tracker
+
+try:
+    from celery import signals
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise MissingExtraError("eventrouter.integrations.celery", "celery", "celery") from exc
+
+__all__ = ["CONTEXT_NAME", "HEADER", "carry_context", "stop_carrying_context"]
+
+log = logging.getLogger("eventrouter.integrations")
+
+HEADER = "eventrouter_context"
+"""The message header that carries the context."""
+
+CONTEXT_NAME = "celery"
+"""The name the carried context is entered under in the worker."""
+
+MAX_KEYS = 64
+_UID = "eventrouter.integrations.celery"
+
+_target: Tracker | str = "default"
+_entered: dict[str, Tracker] = {}
+_entered_lock = threading.Lock()
+
+
+def _tracker() -> Tracker | None:
+    if isinstance(_target, Tracker):
+        return _target
+    try:
+        return get_tracker(_target)
+    except LookupError:
+        return None
+
+
+def _portable(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Values any message serializer can carry: scalars as they are, others as text."""
+    carried: dict[str, Any] = {}
+    for key, value in list(context.items())[:MAX_KEYS]:
+        if value is None or isinstance(value, (str, int, float, bool)):
+            carried[str(key)] = value
+        else:
+            carried[str(key)] = str(value)[:512]
+    return carried
+
+
+def _on_publish(headers: Any = None, **_: Any) -> None:
+    try:
+        tracker = _tracker()
+        if tracker is None or not isinstance(headers, dict) or HEADER in headers:
+            return
+        context = tracker.resolve_context()
+        if context:
+            headers[HEADER] = _portable(context)
+    except Exception as exc:  # never fail the caller's publish
+        log.warning("eventrouter: could not attach the context to a task (%s)", type(exc).__name__)
+
+
+def _carried(task: Any) -> Mapping[str, Any] | None:
+    request = getattr(task, "request", None)
+    if request is None:
+        return None
+    found = getattr(request, HEADER, None)
+    if found is None:
+        headers = getattr(request, "headers", None)
+        if isinstance(headers, Mapping):
+            found = headers.get(HEADER)
+    return found if isinstance(found, Mapping) else None
+
+
+def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    tracker = _tracker()
+    context = _carried(task)
+    if tracker is None or context is None or task_id is None:
+        return
+    tracker.enter_context(CONTEXT_NAME, context)
+    with _entered_lock:
+        _entered[task_id] = tracker
+
+
+def _on_postrun(task_id: str | None = None, **_: Any) -> None:
+    if task_id is None:
+        return
+    with _entered_lock:
+        tracker = _entered.pop(task_id, None)
+    if tracker is not None:
+        with contextlib.suppress(KeyError):  # the task left it itself
+            tracker.exit_context(CONTEXT_NAME)
+
+
+def carry_context(tracker: Tracker | str = "default") -> None:
+    """Carry ``tracker``'s context (or the one registered under that name, looked up when
+    used) from where tasks are sent into the workers that run them. Idempotent."""
+    global _target  # noqa: PLW0603 - one setting for the process's signal handlers
+    if not isinstance(tracker, (Tracker, str)):
+        raise TypeError(f"tracker must be a Tracker or a name, not {type(tracker).__name__}")
+    _target = tracker
+    signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid=_UID)
+    signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid=_UID)
+    signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid=_UID)
+
+
+def stop_carrying_context() -> None:
+    """Undo :func:`carry_context`."""
+    global _target  # noqa: PLW0603
+    _target = "default"
+    signals.before_task_publish.disconnect(_on_publish, dispatch_uid=_UID)
+    signals.task_prerun.disconnect(_on_prerun, dispatch_uid=_UID)
+    signals.task_postrun.disconnect(_on_postrun, dispatch_uid=_UID)

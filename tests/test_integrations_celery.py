@@ -1,0 +1,180 @@
+"""Celery: a task sent while a request is served runs with that request's context, in eager
+mode and on a real worker process over Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from integ_support import HERE, STARTUP_TIMEOUT, configure_django, redis_database, registered_memory
+
+from eventrouter import MemoryBackend
+from eventrouter.integrations.celery import HEADER
+from eventrouter.tracker import get_tracker
+
+configure_django()
+
+import integ_celery_app  # noqa: E402
+from django.test import Client  # noqa: E402
+
+REPO = HERE.parent
+
+
+@pytest.fixture
+def memory() -> Iterator[MemoryBackend]:
+    with registered_memory() as backend:
+        yield backend
+
+
+@pytest.fixture
+def eager() -> Iterator[None]:
+    conf = integ_celery_app.app.conf
+    conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        conf.task_always_eager = False
+
+
+def test_an_eager_task_sent_from_a_view_emits_with_the_requests_user(
+    memory: MemoryBackend, eager: None
+) -> None:
+    Client().get("/task/?label=eager", headers={"X-Test-User": "31", "X-Request-ID": "t-1"})
+    (event,) = [e for e in memory.events if e["name"] == "task.ran"]
+    assert event["data"] == {"label": "eager"}
+    assert event["context"]["user_id"] == 31
+    assert event["context"]["request_id"] == "t-1"
+    assert get_tracker().resolve_context() == {}
+
+
+def test_a_carried_header_is_entered_around_the_task_and_left_after(
+    memory: MemoryBackend, eager: None
+) -> None:
+    carried = {"user_id": 77, "request_id": "from-header"}
+    integ_celery_app.record.apply_async(("headed",), headers={HEADER: carried})
+    (seen,) = [e for e in memory.events if e["name"] == "task.seen"]
+    assert seen["data"]["context_during_task"] == carried
+    assert get_tracker().resolve_context() == {}
+
+
+def test_a_task_sent_outside_a_request_carries_nothing(memory: MemoryBackend, eager: None) -> None:
+    integ_celery_app.record.delay("bare")
+    (event,) = [e for e in memory.events if e["name"] == "task.ran"]
+    assert event["context"] == {}
+
+
+def test_a_malformed_header_is_ignored(memory: MemoryBackend, eager: None) -> None:
+    integ_celery_app.record.apply_async(("junk",), headers={HEADER: "not a mapping"})
+    (event,) = [e for e in memory.events if e["name"] == "task.ran"]
+    assert event["context"] == {}
+
+
+def test_values_a_message_cannot_carry_travel_as_text(memory: MemoryBackend) -> None:
+    from eventrouter.integrations import celery as carrying
+
+    headers: dict[str, Any] = {}
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    with get_tracker().context("request", {"user_id": 5, "when": when, "tags": ["a"]}):
+        carrying._on_publish(headers=headers)
+    assert headers[HEADER] == {"user_id": 5, "when": str(when), "tags": "['a']"}
+    json.dumps(headers)
+
+
+# -- a real worker ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[str]:
+    with redis_database(tmp_path) as url:
+        yield url
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for_events(path: Path, count: int, worker: subprocess.Popen[bytes]) -> list[Any]:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        events = read_events(path)
+        if len(events) >= count:
+            return events
+        if worker.poll() is not None:
+            break
+        time.sleep(0.1)
+    pytest.fail(f"the worker wrote {len(read_events(path))} of {count} events")
+
+
+def forget_connections(app: Any) -> None:
+    """Make ``app`` connect anew to its (changed) broker: eager tasks already opened pools
+    on the old one, and Celery keeps them for the app's life."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def worker(broker: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    events = tmp_path / "events.jsonl"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)]),
+        "INTEG_BROKER_URL": broker,
+        "INTEG_EVENTS_FILE": str(events),
+    }
+    log = (tmp_path / "worker.log").open("wb")
+    command = [sys.executable, "-m", "celery", "-A", "integ_celery_app", "worker"]
+    command += ["--pool=prefork", "--concurrency=1", "--loglevel=WARNING"]
+    command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    app = integ_celery_app.app
+    app.conf.broker_url = broker
+    forget_connections(app)
+    try:
+        yield process, events
+    finally:
+        app.conf.broker_url = "memory://"
+        forget_connections(app)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STARTUP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def test_a_task_sent_from_a_view_runs_on_a_worker_with_the_requests_user(
+    memory: MemoryBackend, worker: tuple[subprocess.Popen[bytes], Path]
+) -> None:
+    process, path = worker
+    response = Client().get(
+        "/task/?label=worker", headers={"X-Test-User": "99", "X-Request-ID": "w-1"}
+    )
+    assert response.status_code == 200
+    integ_celery_app.record.delay("after")  # outside any request: nothing to carry
+    events = wait_for_events(path, 4, process)
+    by_label = {e["data"]["label"]: e for e in events if e["name"] == "task.ran"}
+    assert by_label["worker"]["context"]["user_id"] == 99
+    assert by_label["worker"]["context"]["request_id"] == "w-1"
+    assert by_label["worker"]["context"]["path"] == "/task/"
+    # The worker left the first task's context: the second task ran without it.
+    assert by_label["after"]["context"] == {}
