@@ -169,14 +169,14 @@ def test_event_formatter_formats_a_record_once_on_a_size_rotating_handler(
     assert formatter.truncated == 1
 
 
-def test_an_envelope_over_the_limit_is_still_written(log_path: Path) -> None:
+def test_an_event_that_cannot_be_truncated_to_fit_is_dropped_and_counted(log_path: Path) -> None:
     backend = LoggerBackend(path=log_path, max_event_size=50)
-    big_context = {**event(), "context": {"blob": "c" * 500}}
-    backend.send(big_context)
+    backend.send({**event(), "context": {"blob": "c" * 500}})
+    backend.send(event(text="small"))
     backend.close()
-    (line,) = lines(log_path)
-    assert line["data"] == ""
-    assert line["context"] == {"blob": "c" * 500}
+    assert not log_path.exists() or log_path.read_text() == ""
+    assert backend.stats()["dropped"] == 2
+    assert backend.stats()["truncated"] == 0
 
 
 def test_size_rotation_keeps_the_configured_backups(log_path: Path) -> None:
