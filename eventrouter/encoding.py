@@ -324,7 +324,7 @@ if orjson is not None:
 # orjson spells 1e-07 as 1e-7, writes NaN and infinities as null (like None) and writes
 # non-ASCII characters as they are: lines with such spellings are redone or escaped so that
 # the output is byte for byte what the standard library writes.
-_SHORT_EXPONENT = re.compile(rb"\de-\d[,\]}]|\de-\d$")
+_SHORT_EXPONENT = re.compile(rb"e-\d(?:[,\]}]|$)")
 _NOT_ASCII = re.compile("[^\x00-\x7e]")
 
 

@@ -78,11 +78,27 @@ class LineFile:
         self._pending_size = 0
         self._pending_lines = 0
         self._failing = False
+        self._room = 0
         _fork.register(self)
         if flush_interval > 0:
             _timer.add(self)
 
     # -- writing ---------------------------------------------------------------------------
+
+    def write_line(self, line: str) -> None:
+        """Accept one line (without its newline); see :meth:`write`."""
+        data = (line + "\n").encode("utf-8")
+        with self._lock:
+            size = self._pending_size + len(data)
+            if size >= self._room:  # a write to the OS, a rotation or an open is due
+                self._accept([data])
+                return
+            self._pending.append(data)
+            self._pending_size = size
+            self._pending_lines += 1
+            self.lines += 1
+        if size == len(data):  # the first line waiting
+            _timer.ensure_running()
 
     def write(self, lines: list[str]) -> None:
         """Accept ``lines`` (without their newlines); written to the OS by the rules above.
@@ -92,31 +108,45 @@ class LineFile:
                 16 MiB are already waiting; the lines were not accepted.
         """
         data = [(line + "\n").encode("utf-8") for line in lines]
-        size = sum(map(len, data))
         with self._lock:
-            if self._pending_size + size > _MAX_PENDING and not self._write_pending():
-                raise DeliveryError(
-                    f"JSON log backend: {str(self.path)!r} cannot be written and "
-                    f"{self._pending_size} bytes are waiting; free the disk or fix the file"
-                )
-            if self._fd < 0:
-                self._open()
-            for chunk in data:
-                if (
-                    self.max_bytes
-                    and self._position + self._pending_size + len(chunk) > self.max_bytes
-                    and self._position + self._pending_size > 0
-                    and self._write_pending()
-                ):
-                    self._rotate()
-                self._pending.append(chunk)
-                self._pending_size += len(chunk)
-                self._pending_lines += 1
-            self.lines += len(data)
-            if self.flush_interval <= 0 or self._pending_size >= _CHUNK:
-                self._write_pending()
-            elif len(self._pending) == len(data):  # the first lines waiting
-                _timer.ensure_running()
+            self._accept(data)
+
+    def _accept(self, data: list[bytes]) -> None:
+        size = sum(map(len, data))
+        if self._pending_size + size > _MAX_PENDING and not self._write_pending():
+            raise DeliveryError(
+                f"JSON log backend: {str(self.path)!r} cannot be written and "
+                f"{self._pending_size} bytes are waiting; free the disk or fix the file"
+            )
+        if self._fd < 0:
+            self._open()
+        first = not self._pending
+        for chunk in data:
+            if (
+                self.max_bytes
+                and self._position + self._pending_size + len(chunk) > self.max_bytes
+                and self._position + self._pending_size > 0
+                and self._write_pending()
+            ):
+                self._rotate()
+            self._pending.append(chunk)
+            self._pending_size += len(chunk)
+            self._pending_lines += 1
+        self.lines += len(data)
+        if self.flush_interval <= 0 or self._pending_size >= _CHUNK:
+            self._write_pending()
+        elif first:
+            _timer.ensure_running()
+        self._update_room()
+
+    def _update_room(self) -> None:
+        """How many bytes may wait before a line needs more than an append."""
+        if self._fd < 0 or self.flush_interval <= 0:
+            self._room = 0
+        elif self.max_bytes:
+            self._room = min(_CHUNK, max(self.max_bytes - self._position, 0))
+        else:
+            self._room = _CHUNK
 
     def flush(self) -> bool:
         """Write every waiting line to the OS; ``False`` if that failed (they are kept)."""
@@ -155,10 +185,12 @@ class LineFile:
         self._fd = fd
         self._identity = (stat.st_dev, stat.st_ino)
         self._position = stat.st_size
+        self._update_room()
 
     def _close_fd(self) -> None:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
+            self._room = 0
             os.close(fd)
 
     def _drop_pending(self) -> None:
@@ -178,6 +210,7 @@ class LineFile:
                 written = os.write(self._fd, data)
                 data = data[written:]
             self._position = os.lseek(self._fd, 0, os.SEEK_CUR)
+            self._update_room()
         except (OSError, DeliveryError) as exc:
             self.write_errors += 1
             self._pending = [data]  # what the OS did not take, kept for the next try
@@ -215,6 +248,7 @@ class LineFile:
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         self._drop_pending()  # the parent writes what it had accepted
+        self._update_room()
 
 
 class _Timer:

@@ -318,6 +318,9 @@ class _TimedFile:
         self.lost = 0
         self.write_errors = 0
 
+    def write_line(self, line: str) -> None:
+        self.write([line])
+
     def write(self, lines: list[str]) -> None:
         for line in lines:
             try:
@@ -507,7 +510,7 @@ class LoggerBackend:
             event, line = fitted
         file = self._file
         if file is not None:
-            file.write([line])
+            file.write_line(line)
             return
         self._log(event, line)
 
