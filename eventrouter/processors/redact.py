@@ -171,7 +171,7 @@ class Redact:
 
 
 def _assign(node: Mapping[Any, Any], key: Any, value: Any, path: ParsedPath | None) -> None:
-    if not isinstance(node, MutableMapping):
+    if type(node) is not dict and not isinstance(node, MutableMapping):
         where = format_path(path) if path is not None else repr(key)
         raise TypeError(f"cannot redact {where}: {type(node).__name__} is read-only")
     node[key] = value
