@@ -16,6 +16,7 @@ lock, and leave the lines their parent had not written yet to the parent.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -144,9 +145,9 @@ class LineFile:
         if self._fd < 0 or self.flush_interval <= 0:
             self._room = 0
         elif self.max_bytes:
-            self._room = min(_CHUNK, max(self.max_bytes - self._position, 0))
+            self._room = min(_CHUNK, _MAX_PENDING, max(self.max_bytes - self._position, 0))
         else:
-            self._room = _CHUNK
+            self._room = min(_CHUNK, _MAX_PENDING)
 
     def flush(self) -> bool:
         """Write every waiting line to the OS; ``False`` if that failed (they are kept)."""
@@ -213,6 +214,7 @@ class LineFile:
             self._update_room()
         except (OSError, DeliveryError) as exc:
             self.write_errors += 1
+            self._room = 0  # every line takes the checked path until a write succeeds
             self._pending = [data]  # what the OS did not take, kept for the next try
             self._pending_size = len(data)
             if not self._failing:
@@ -237,12 +239,10 @@ class LineFile:
 
     def _rotate(self) -> None:
         self._close_fd()
-        for n in range(self.backup_count - 1, 0, -1):
-            source = Path(f"{self.path}.{n}")
-            if source.exists():
-                os.replace(source, f"{self.path}.{n + 1}")
-        if self.path.exists():
-            os.replace(self.path, f"{self.path}.1")
+        names = [str(self.path)] + [f"{self.path}.{n}" for n in range(1, self.backup_count + 1)]
+        for older, newer in reversed(list(zip(names, names[1:], strict=False))):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(older, newer)
         self._open()
 
     def _after_fork_in_child(self) -> None:
