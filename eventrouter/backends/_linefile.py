@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -240,7 +241,7 @@ class LineFile:
     def _rotate(self) -> None:
         self._close_fd()
         names = [str(self.path)] + [f"{self.path}.{n}" for n in range(1, self.backup_count + 1)]
-        for older, newer in reversed(list(zip(names, names[1:], strict=False))):
+        for older, newer in reversed(list(itertools.pairwise(names))):
             with contextlib.suppress(FileNotFoundError):
                 os.replace(older, newer)
         self._open()
