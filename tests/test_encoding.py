@@ -358,3 +358,29 @@ def test_walk_does_not_modify_its_input() -> None:
     data = {"a": ["x"], "s": {"q"}}
     walk(data, _upper)
     assert data == {"a": ["x"], "s": {"q"}}
+
+
+def test_the_walker_also_makes_mongodb_documents() -> None:
+    mongodb = pytest.importorskip("eventrouter.backends.mongodb")
+    pytest.importorskip("bson")
+    cyclic = _cyclic()
+    document = mongodb.to_document(
+        {
+            "id": "e1",
+            "data": {"a\x00b": 1, 7: "int", "7": "str", "lone": "\ud800", "raw": bytearray(b"x")},
+            "context": {"big": 2**70, "when": dt.date(2024, 5, 1), "loop": cyclic},
+        }
+    )
+    assert document["_id"] == "e1"
+    assert document["data"] == {
+        "a\ufffdb": 1,
+        "7~int": "int",
+        "7": "str",
+        "lone": "\ufffd",
+        "raw": b"x",
+    }
+    assert document["context"] == {
+        "big": str(2**70),
+        "when": "2024-05-01",
+        "loop": {"a": [1, CYCLE_MARKER]},
+    }
