@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     from eventrouter import encoding
 
     examples = read_examples()
-    library = "orjson" if encoding.orjson is not None else "json (orjson not installed)"
+    library = "orjson" if encoding.orjson is not None else "json (orjson not in use)"
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(f"JSON library: {library}; {len(examples)} example events, {args.repeat} runs each")
 
