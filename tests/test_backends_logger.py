@@ -640,3 +640,14 @@ def test_bad_oversize_and_line_format_are_refused(log_path: Path) -> None:
         LoggerBackend(path=log_path, oversize="cut")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="line_format"):
         LoggerBackend(path=log_path, line_format="legacy")  # type: ignore[arg-type]
+
+
+def test_a_backend_dropped_without_close_still_writes_what_it_accepted(log_path: Path) -> None:
+    import gc
+
+    backend = LoggerBackend(path=log_path, flush_interval=3600)
+    sent = event()
+    backend.send(sent)
+    del backend
+    gc.collect()
+    assert [line["id"] for line in lines(log_path)] == [sent["id"]]

@@ -246,6 +246,13 @@ class LineFile:
                 os.replace(older, newer)
         self._open()
 
+    def __del__(self) -> None:
+        # A file dropped without close(): write what it accepted, release the descriptor.
+        # No lock: nothing else can hold a reference, so nothing else is writing.
+        with contextlib.suppress(Exception):
+            self._write_pending()
+            self._close_fd()
+
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         self._drop_pending()  # the parent writes what it had accepted
