@@ -346,7 +346,7 @@ def finish_orjson(raw: bytes, value: Any) -> str:
     """
     if b"null" in raw or _SHORT_EXPONENT.search(raw) is not None:
         return dumps(value)
-    if raw.isascii():
+    if raw.isascii() and b"\x7f" not in raw:  # json escapes DEL too
         return raw.decode("ascii")
     return _NOT_ASCII.sub(_escape, raw.decode("utf-8"))
 

@@ -650,4 +650,7 @@ def test_a_backend_dropped_without_close_still_writes_what_it_accepted(log_path:
     backend.send(sent)
     del backend
     gc.collect()
+    deadline = time.monotonic() + 30  # the flush thread may hold it a moment: a bound, no timing
+    while time.monotonic() < deadline and not (log_path.exists() and log_path.stat().st_size):
+        time.sleep(0.01)
     assert [line["id"] for line in lines(log_path)] == [sent["id"]]

@@ -306,6 +306,7 @@ TABLE: list[Any] = [
     _cyclic(),
     _deep(300),
     {"nullable": "null in a string", "code": "course-v1:e-5,x"},
+    "\x7f",
 ]
 
 

@@ -290,13 +290,13 @@ class _Timer:
 
     def _run(self, pid: int) -> None:
         while self._pid == pid:
-            with self._lock:
-                files = list(self._files)
-            interval = min((f.flush_interval for f in files if f.flush_interval > 0), default=1.0)
-            self._wake.wait(interval)
+            self._wake.wait(self._interval())
             self._wake.clear()
-            for file in files:
-                file.flush()
+            self.flush_all()
+
+    def _interval(self) -> float:
+        with self._lock:  # no reference kept while waiting: files must be free to go
+            return min((f.flush_interval for f in self._files if f.flush_interval > 0), default=1.0)
 
     def flush_all(self) -> None:
         """Write every file's waiting lines (at interpreter exit)."""
