@@ -27,6 +27,11 @@ become what JSON makes of them (``1`` -> ``"1"``, ``True`` -> ``"true"``, ``None
 dictionary (``{1: "a", "1": "b"}``), :func:`to_jsonable` appends the type name (``"1~int"``)
 so no value is lost; :func:`dumps` may write both members under the same name, which JSON
 allows (most parsers keep the last).
+
+:func:`dumps` uses the standard library; :func:`dumps_fast` writes the same bytes through
+``orjson`` when it is installed (the ``fast`` extra) and ``EVENTROUTER_NO_ORJSON`` is not set.
+:func:`walk` is the one conversion walk: :func:`to_jsonable` and the MongoDB backend's
+documents are both made by it.
 """
 
 from __future__ import annotations
