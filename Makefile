@@ -29,9 +29,10 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet --no-deps event-tracking pytz
+	$(BIN)/python -m pip install --quiet --no-deps event-tracking==4.0.2 pytz
 	$(BIN)/python benchmarks/routing.py
 	$(BIN)/python benchmarks/mongodb.py
+	$(BIN)/python benchmarks/end_to_end.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -28,7 +28,10 @@ dictionary (``{1: "a", "1": "b"}``), :func:`to_jsonable` appends the type name (
 so no value is lost; :func:`dumps` may write both members under the same name, which JSON
 allows (most parsers keep the last).
 
-Since 0.1.
+:func:`dumps` uses the standard library; :func:`dumps_fast` writes the same bytes through
+``orjson`` when it is installed (the ``fast`` extra) and ``EVENTROUTER_NO_ORJSON`` is not set.
+:func:`walk` is the one conversion walk: :func:`to_jsonable` and the MongoDB backend's
+documents are both made by it.
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ import base64
 import datetime as _dt
 import json
 import math
+import os
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -47,23 +52,19 @@ __all__ = [
     "CYCLE_MARKER",
     "dict_key",
     "dumps",
+    "dumps_fast",
+    "finish_orjson",
     "json_default",
     "parse_timestamp",
     "to_jsonable",
     "unique_key",
+    "walk",
 ]
 
 CYCLE_MARKER = "<cycle>"
-"""What a value that contains itself is replaced with. Since 0.1."""
+"""What a value that contains itself is replaced with."""
 
 _UTC = _dt.UTC
-_SCALARS = (str, int, float, bool, type(None))
-_ENCODER = json.JSONEncoder(
-    ensure_ascii=True,
-    check_circular=True,
-    allow_nan=False,
-    separators=(",", ":"),
-)
 
 
 def _datetime_to_str(value: _dt.datetime) -> str:
@@ -90,8 +91,6 @@ def parse_timestamp(value: object) -> _dt.datetime | None:
 
     Args:
         value: an event's ``timestamp``, as built or as read back from JSON.
-
-    Since 0.1.
     """
     if isinstance(value, str):
         try:
@@ -112,8 +111,6 @@ def json_default(obj: object) -> Any:
 
     Args:
         obj: the value ``json`` could not encode.
-
-    Since 0.1.
     """
     if isinstance(obj, _dt.datetime):
         return _datetime_to_str(obj)
@@ -132,6 +129,10 @@ def json_default(obj: object) -> Any:
         return obj.value
     if isinstance(obj, Mapping):
         return dict(obj)
+    if isinstance(obj, float):  # a float subclass, as json writes it
+        return float(obj)
+    if isinstance(obj, list | tuple):  # a tuple subclass (namedtuple), as json writes it
+        return list(obj)
     return _safe_str(obj)
 
 
@@ -140,8 +141,6 @@ def dict_key(key: object) -> str:
 
     Args:
         key: any dictionary key.
-
-    Since 0.1.
     """
     if isinstance(key, str):
         return key
@@ -157,49 +156,91 @@ def dict_key(key: object) -> str:
         if math.isinf(key):
             return "Infinity" if key > 0 else "-Infinity"
         return float.__repr__(key)
+    if isinstance(key, tuple):
+        return _safe_str(key)
     encoded = json_default(key)
     return encoded if isinstance(encoded, str) else _safe_str(encoded)
 
 
-def _float(value: float) -> float | str:
-    if math.isfinite(value):
-        return value
-    if math.isnan(value):
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
+def walk(
+    value: Any,
+    convert: Callable[[Any], Any],
+    *,
+    key: Callable[[object], str] = dict_key,
+    max_depth: int = 200,
+) -> Any:
+    """Rebuild ``value`` with every mapping, list and tuple walked and every leaf converted.
+
+    The one conversion walk of the package: :func:`to_jsonable` (JSON) and the MongoDB
+    backend's document conversion (BSON) differ only in ``convert``, ``key`` and
+    ``max_depth``. Mappings become ``dict`` with keys made by ``key`` (a converted key that
+    collides with another key gets ``~TYPE`` appended, see :func:`unique_key`); lists and
+    tuples become lists; anything else is passed to ``convert``, whose result is walked
+    again when it is a new object (a set made a list, an ``Enum`` made its value). A value
+    inside itself becomes :data:`CYCLE_MARKER`; a container deeper than ``max_depth`` becomes
+    the string ``"<TYPE> nested too deeply"``. Never mutates ``value``.
+
+    Args:
+        value: the value to rebuild.
+        convert: maps a leaf to its converted form; returns the leaf itself when it is final.
+        key: maps a mapping key to its string.
+        max_depth: how deep containers may nest.
+    """
+    return _Walker(convert, key, max_depth).walk(value, 0)
 
 
-def _jsonable(value: Any, active: set[int], depth: int) -> Any:
+class _Walker:
+    """One run of :func:`walk`: its rules and the containers being walked (for cycles)."""
+
+    __slots__ = ("active", "convert", "key", "max_depth")
+
+    def __init__(
+        self, convert: Callable[[Any], Any], key: Callable[[object], str], max_depth: int
+    ) -> None:
+        self.convert = convert
+        self.key = key
+        self.max_depth = max_depth
+        self.active: set[int] = set()
+
+    def walk(self, value: Any, depth: int) -> Any:
+        container = isinstance(value, Mapping | list | tuple)
+        if not container:
+            converted = self.convert(value)
+            if converted is value:
+                return value
+        if depth > self.max_depth:
+            return f"{type(value).__name__} nested too deeply"
+        marker = id(value)
+        if marker in self.active:
+            return CYCLE_MARKER
+        self.active.add(marker)
+        try:
+            if not container:
+                return self.walk(converted, depth + 1)
+            if isinstance(value, Mapping):
+                out: dict[str, Any] = {}
+                for original, item in value.items():
+                    name = self.key(original)
+                    if name in out or (name != original and name in value):
+                        name = unique_key(name, original, out, value)
+                    out[name] = self.walk(item, depth + 1)
+                return out
+            return [self.walk(item, depth + 1) for item in value]
+        finally:
+            self.active.discard(marker)
+
+
+def _json_leaf(value: Any) -> Any:
+    """A leaf as JSON-native data: the value table of this module."""
     if isinstance(value, str | bool | int) or value is None:
         return value
     if isinstance(value, float):
-        return _float(value)
-    if depth > 200:
-        return _safe_str(type(value).__name__ + " nested too deeply")
-    marker = id(value)
-    if isinstance(value, dict | list | tuple):
-        if marker in active:
-            return CYCLE_MARKER
-        active.add(marker)
-        try:
-            if isinstance(value, dict):
-                out: dict[str, Any] = {}
-                for key, item in value.items():
-                    name = dict_key(key)
-                    if name in out or (name != key and name in value):
-                        name = unique_key(name, key, out, value)
-                    out[name] = _jsonable(item, active, depth + 1)
-                return out
-            return [_jsonable(item, active, depth + 1) for item in value]
-        finally:
-            active.discard(marker)
-    if marker in active:
-        return CYCLE_MARKER
-    active.add(marker)
-    try:
-        return _jsonable(json_default(value), active, depth + 1)
-    finally:
-        active.discard(marker)
+        if math.isfinite(value):
+            return value
+        if math.isnan(value):
+            return "NaN"
+        return "Infinity" if value > 0 else "-Infinity"
+    return json_default(value)
 
 
 def unique_key(name: str, key: object, out: Mapping[str, Any], source: Mapping[Any, Any]) -> str:
@@ -220,38 +261,111 @@ def unique_key(name: str, key: object, out: Mapping[str, Any], source: Mapping[A
 def to_jsonable(value: Any) -> Any:
     """Return ``value`` as JSON-native data (dict with str keys, list, str, int, float, ...).
 
-    Applies this module's rules recursively; the result is what :func:`dumps` writes. Never
-    raises, never mutates ``value``.
+    Applies this module's rules recursively through :func:`walk`; the result is what
+    :func:`dumps` writes. Never raises, never mutates ``value``.
 
     Args:
         value: any Python value.
-
-    Since 0.1.
     """
-    return _jsonable(value, set(), 0)
+    return walk(value, _json_leaf)
 
 
-def dumps(event: Any) -> str:
-    """Encode ``event`` as one line of strict, ASCII-only JSON; never raises.
+def dumps(value: Any, *, spaced: bool = False) -> str:
+    """Encode ``value`` as one line of strict, ASCII-only JSON with the standard library.
 
     Plain JSON data takes the C encoder's fast path; data it rejects (unusual keys, cycles,
-    NaN) is converted by :func:`to_jsonable` first.
+    NaN) is converted by :func:`to_jsonable` first. Never raises.
 
     Args:
-        event: the event (or any value) to encode.
-
-    Since 0.1.
+        value: the event (or any value) to encode.
+        spaced: separate with ``", "`` and ``": "`` (``json.dumps``' defaults, the form
+            event-tracking wrote) instead of the compact ``","`` and ``":"``.
     """
+    encoders = _SPACED if spaced else _COMPACT
     try:
-        return _ENCODER_WITH_DEFAULT.encode(event)
+        return encoders[0].encode(value)
     except (TypeError, ValueError, RecursionError):
-        return _ENCODER.encode(to_jsonable(event))
+        return encoders[1].encode(to_jsonable(value))
 
 
-_ENCODER_WITH_DEFAULT = json.JSONEncoder(
-    ensure_ascii=True,
-    check_circular=True,
-    allow_nan=False,
-    separators=(",", ":"),
-    default=json_default,
-)
+def _encoders(separators: tuple[str, str]) -> tuple[json.JSONEncoder, json.JSONEncoder]:
+    options: dict[str, Any] = {
+        "ensure_ascii": True,
+        "check_circular": True,
+        "allow_nan": False,
+        "separators": separators,
+    }
+    return json.JSONEncoder(default=json_default, **options), json.JSONEncoder(**options)
+
+
+_COMPACT = _encoders((",", ":"))
+_SPACED = _encoders((", ", ": "))
+
+
+# -- orjson, the fast path ---------------------------------------------------------------------
+
+ORJSON_OPTIONS = 0
+"""The ``orjson.dumps`` options that keep this module's rules (datetimes and dataclasses go
+through :func:`json_default`); 0 when orjson is not in use."""
+
+
+def _load_orjson() -> Any:
+    if os.environ.get("EVENTROUTER_NO_ORJSON"):
+        return None
+    try:
+        import orjson
+    except ImportError:
+        return None
+    return orjson
+
+
+orjson: Any = _load_orjson()
+"""The ``orjson`` module when it is installed and ``EVENTROUTER_NO_ORJSON`` is not set, else
+``None``."""
+
+if orjson is not None:
+    ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+# orjson spells 1e-07 as 1e-7, writes NaN and infinities as null (like None) and writes
+# non-ASCII characters as they are: lines with such spellings are redone or escaped so that
+# the output is byte for byte what the standard library writes.
+_SHORT_EXPONENT = re.compile(rb"e-\d(?:[,\]}]|$)")
+_NOT_ASCII = re.compile("[^\x00-\x7e]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
+
+
+def finish_orjson(raw: bytes, value: Any) -> str:
+    """Turn orjson's encoding ``raw`` of ``value`` into exactly the line :func:`dumps` writes.
+
+    Args:
+        raw: what ``orjson.dumps(value, default=json_default, option=ORJSON_OPTIONS)`` gave.
+        value: the value it encoded (re-encoded by :func:`dumps` when orjson's spelling
+            cannot be fixed in place: a ``null`` that may have been a NaN, a short exponent).
+    """
+    if b"null" in raw or _SHORT_EXPONENT.search(raw) is not None:
+        return dumps(value)
+    if raw.isascii() and b"\x7f" not in raw:  # json escapes DEL too
+        return raw.decode("ascii")
+    return _NOT_ASCII.sub(_escape, raw.decode("utf-8"))
+
+
+def dumps_fast(value: Any) -> str:
+    """The same line as :func:`dumps`, encoded by orjson when it is in use; never raises.
+
+    Args:
+        value: the event (or any value) to encode.
+    """
+    if orjson is None:
+        return dumps(value)
+    try:
+        raw = orjson.dumps(value, default=json_default, option=ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError: odd keys, cycles, deep nesting, big ints
+        return dumps(value)
+    return finish_orjson(raw, value)

@@ -19,9 +19,30 @@ from typing import Any
 import pytest
 from pythonjsonlogger.json import JsonFormatter
 
-from eventrouter import DeliveryError, build_event
-from eventrouter.backends.logger import EventJsonFormatter, LoggerBackend
+from eventrouter import DeliveryError, RoutingBackend, build_event, encoding
+from eventrouter.backends import _linefile
+from eventrouter.backends import logger as logger_module
+from eventrouter.backends.logger import EventJsonFormatter, LoggerBackend, event_formatter
+from eventrouter.deadletter import DeadLetterFile
 from eventrouter.typing import Event
+
+
+@pytest.fixture(
+    autouse=True,
+    params=[
+        "json",
+        pytest.param(
+            "orjson",
+            marks=pytest.mark.skipif(encoding.orjson is None, reason="orjson not in use"),
+        ),
+    ],
+)
+def formatter_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the standard library's formatter and with orjson's."""
+    if request.param == "json":
+        monkeypatch.setattr(logger_module, "EventOrjsonFormatter", None)
+    kind: str = request.param
+    return kind
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
@@ -169,14 +190,14 @@ def test_event_formatter_formats_a_record_once_on_a_size_rotating_handler(
     assert formatter.truncated == 1
 
 
-def test_an_envelope_over_the_limit_is_still_written(log_path: Path) -> None:
+def test_an_event_that_cannot_be_truncated_to_fit_is_dropped_and_counted(log_path: Path) -> None:
     backend = LoggerBackend(path=log_path, max_event_size=50)
-    big_context = {**event(), "context": {"blob": "c" * 500}}
-    backend.send(big_context)
+    backend.send({**event(), "context": {"blob": "c" * 500}})
+    backend.send(event(text="small"))
     backend.close()
-    (line,) = lines(log_path)
-    assert line["data"] == ""
-    assert line["context"] == {"blob": "c" * 500}
+    assert not log_path.exists() or log_path.read_text() == ""
+    assert backend.stats()["dropped"] == 2
+    assert backend.stats()["truncated"] == 0
 
 
 def test_size_rotation_keeps_the_configured_backups(log_path: Path) -> None:
@@ -318,3 +339,318 @@ def test_an_empty_logger_name_means_the_root_logger(caplog: pytest.LogCaptureFix
 def test_an_unknown_level_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown logging level"):
         LoggerBackend(logger_name="x", level="LOUD")
+
+
+# -- python-json-logger produces the lines --------------------------------------------------------
+
+
+def test_lines_come_from_a_python_json_logger_formatter(formatter_kind: str) -> None:
+    from pythonjsonlogger.core import BaseJsonFormatter
+
+    formatter = event_formatter()
+    assert isinstance(formatter, BaseJsonFormatter)
+    expected = "OrjsonFormatter" if formatter_kind == "orjson" else "JsonFormatter"
+    assert expected in [cls.__name__ for cls in type(formatter).__mro__]
+
+
+def test_file_and_logger_modes_write_the_same_line(
+    log_path: Path, captured_logger: tuple[logging.Logger, io.StringIO]
+) -> None:
+    logger, stream = captured_logger
+    sent = event(price=Decimal("1.50"), when=dt.date(2024, 5, 1), text="é")
+    to_file = LoggerBackend(path=log_path)
+    to_file.send(sent)
+    to_file.close()
+    LoggerBackend(logger_name=logger.name).send(sent)
+    assert log_path.read_text(encoding="utf-8") == stream.getvalue()
+    assert stream.getvalue() == encoding.dumps(sent) + "\n"
+
+
+# -- when lines reach the OS ----------------------------------------------------------------------
+
+
+def test_a_line_accepted_before_flush_is_on_disk_after_it(log_path: Path) -> None:
+    backend = LoggerBackend(path=log_path, flush_interval=3600)
+    sent = event()
+    backend.send(sent)
+    assert not log_path.exists() or log_path.read_text(encoding="utf-8") == ""  # in memory
+    backend.flush()
+    assert [line["id"] for line in lines(log_path)] == [sent["id"]]
+
+
+def test_a_batch_accepted_before_flush_is_on_disk_after_it(log_path: Path) -> None:
+    backend = LoggerBackend(path=log_path, flush_interval=3600)
+    batch = [event(n=n) for n in range(50)]
+    backend.send_batch(batch)
+    backend.flush()
+    assert [line["id"] for line in lines(log_path)] == [e["id"] for e in batch]
+    assert backend.stats()["written"] == 50
+
+
+def test_an_accepted_line_reaches_the_os_within_the_flush_interval_without_flush(
+    log_path: Path,
+) -> None:
+    backend = LoggerBackend(path=log_path, flush_interval=0.05)
+    backend.send(event())
+    deadline = time.monotonic() + 30  # a generous bound, not a timing assertion
+    while time.monotonic() < deadline and not (log_path.exists() and log_path.stat().st_size):
+        time.sleep(0.01)
+    assert len(lines(log_path)) == 1
+    backend.close()
+
+
+def test_a_flush_interval_of_zero_writes_each_line_at_once(log_path: Path) -> None:
+    backend = LoggerBackend(path=log_path, flush_interval=0)
+    backend.send(event())
+    assert len(lines(log_path)) == 1
+    backend.close()
+
+
+def test_lines_waiting_at_interpreter_exit_are_written(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "exit.log"
+    program = (
+        "from eventrouter.backends.logger import LoggerBackend\n"
+        f"backend = LoggerBackend(path={str(path)!r}, flush_interval=3600)\n"
+        "backend.send({'id': 'x', 'name': 'at.exit'})\n"
+    )
+    subprocess.run([sys.executable, "-c", program], check=True, timeout=120)
+    assert lines(path) == [{"id": "x", "name": "at.exit"}]
+
+
+# -- rotation by position -------------------------------------------------------------------------
+
+
+def test_rotation_happens_at_the_size_without_looking_the_file_up_per_event(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = LoggerBackend(path=log_path, max_bytes=2000, backup_count=3, flush_interval=0)
+    backend.send(event(n=-1))  # opens the file
+    lookups = 0
+    real_stat = os.stat
+
+    def counting_stat(*args: Any, **kwargs: Any) -> Any:
+        nonlocal lookups
+        lookups += 1
+        return real_stat(*args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    for n in range(200):
+        backend.send(event(n=n))
+    monkeypatch.undo()
+    backend.close()
+    files = sorted(p.name for p in log_path.parent.iterdir())
+    assert files == ["events.log", "events.log.1", "events.log.2", "events.log.3"]
+    assert all((log_path.parent / name).stat().st_size <= 2000 for name in files)
+    assert lines(log_path)[-1]["data"] == {"n": 199}
+    assert lookups == 0
+
+
+def test_rotation_counts_the_lines_still_in_memory(log_path: Path) -> None:
+    backend = LoggerBackend(path=log_path, max_bytes=1500, backup_count=1, flush_interval=3600)
+    for n in range(12):
+        backend.send(event(n=n))
+    backend.close()
+    assert log_path.stat().st_size <= 1500
+    assert (log_path.parent / "events.log.1").stat().st_size <= 1500
+
+
+# -- faults ---------------------------------------------------------------------------------------
+
+
+def test_a_full_disk_keeps_lines_then_counts_what_close_could_not_write(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = LoggerBackend(path="/dev/full", flush_interval=0)
+    with caplog.at_level(logging.WARNING, logger="eventrouter.backends.logger"):
+        for n in range(3):
+            backend.send(event(secret="s3cr3t", n=n))  # accepted: kept in memory
+        backend.close()
+    stats = backend.stats()
+    assert stats["written"] == 3
+    assert stats["lost"] == 3
+    assert stats["write_errors"] >= 3
+    assert "s3cr3t" not in caplog.text
+    assert len([r for r in caplog.records if "could not write" in r.getMessage()]) == 1
+
+
+def test_a_full_disk_with_too_much_waiting_refuses_lines_so_the_router_dead_letters_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_linefile, "_MAX_PENDING", 2000)
+    dead = DeadLetterFile(tmp_path / "dead.jsonl")
+    router = RoutingBackend(
+        {"log": LoggerBackend(path="/dev/full", flush_interval=0)}, dead_letter=dead
+    )
+    sent = [event(n=n) for n in range(20)]
+    for one in sent:
+        router.send(one)
+    backend = router.backends["log"]
+    accepted = backend.stats()["written"]
+    refused = [json.loads(line)["event"]["id"] for line in dead.path.read_text().splitlines()]
+    assert 0 < accepted < 20
+    assert refused == [one["id"] for one in sent[accepted:]]
+    backend.close()
+    assert backend.stats()["lost"] == accepted
+
+
+def test_a_forked_child_writes_even_if_the_lock_was_held_and_leaves_the_parents_lines(
+    log_path: Path,
+) -> None:
+    import threading
+
+    backend = LoggerBackend(path=log_path, flush_interval=3600)
+    backend.send({"id": "parent-1"})
+    file = backend._file
+    assert isinstance(file, _linefile.LineFile)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with file._lock:
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:  # the child: the holder thread does not exist here
+        try:
+            backend.send({"id": "child"})
+            backend.close()
+        finally:
+            os._exit(0)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    backend.send({"id": "parent-2"})
+    backend.close()
+    assert sorted(line["id"] for line in lines(log_path)) == ["child", "parent-1", "parent-2"]
+
+
+# -- max_event_size, oversize and the event-tracking line format ----------------------------------
+
+
+@pytest.mark.parametrize("limit", [10, 150, 200, 260, 400, 1000])
+def test_truncate_writes_only_lines_within_the_limit_and_counts_every_event(
+    log_path: Path, limit: int
+) -> None:
+    backend = LoggerBackend(path=log_path, max_event_size=limit)
+    sent = [event(text=text) for text in ("", "a" * 50, 'q"\\' * 100, "é" * 300, "z" * 5000)]
+    for one in sent:
+        backend.send(one)
+    backend.close()
+    raw = log_path.read_text(encoding="utf-8").splitlines() if log_path.exists() else []
+    assert all(len(line) <= limit for line in raw)
+    stats = backend.stats()
+    assert len(raw) + stats["dropped"] == len(sent)
+    if limit == 10:
+        assert stats["dropped"] == len(sent)
+
+
+def test_oversize_drop_drops_counts_and_dead_letters_with_the_node_path(tmp_path: Path) -> None:
+    dead = DeadLetterFile(tmp_path / "dead.jsonl")
+    backend = LoggerBackend(
+        path=tmp_path / "out.log", max_event_size=400, oversize="drop", dead_letter=dead
+    )
+    RoutingBackend({"tracking": RoutingBackend({"log": backend})})
+    backend.bind_path("tracking.log")  # what the router does once node paths land
+    small, big = event(text="s"), event(text="b" * 1000)
+    backend.send(small)
+    backend.send(big)
+    backend.close()
+    assert [line["id"] for line in lines(tmp_path / "out.log")] == [small["id"]]
+    assert backend.stats()["dropped"] == 1
+    (record,) = [json.loads(line) for line in dead.path.read_text().splitlines()]
+    assert record["event"]["id"] == big["id"]
+    assert record.get("destination", record.get("backend")) == "tracking.log"
+    assert record["error"] == "oversize"
+
+
+def test_a_dropped_event_is_logged_once_with_name_and_id_not_data(
+    log_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = LoggerBackend(path=log_path, max_event_size=100, oversize="drop")
+    first = event(secret="s3cr3t" * 50)
+    with caplog.at_level(logging.WARNING, logger="eventrouter.backends.logger"):
+        backend.send(first)
+        backend.send(event(secret="s3cr3t" * 50))
+    (record,) = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert first["id"] in record.getMessage()
+    assert "s3cr3t" not in caplog.text
+    assert backend.stats()["dropped"] == 2
+
+
+def event_tracking_line(sent: Event) -> str:
+    """What event-tracking 4.0.2's LoggerBackend wrote: json.dumps with its date encoder."""
+
+    def default(value: Any) -> Any:
+        if isinstance(value, dt.datetime):
+            return value.astimezone(dt.UTC).isoformat()
+        raise TypeError
+
+    reordered = {key: value for key, value in sent.items() if key != "id"}
+    reordered["id"] = sent["id"]
+    return json.dumps(reordered, default=default)
+
+
+def test_the_event_tracking_line_format_is_what_event_tracking_wrote_with_id_last(
+    log_path: Path,
+) -> None:
+    sent = event(text="é", nested={"a": [1, 2.5, None, True]})
+    backend = LoggerBackend(path=log_path, line_format="event-tracking")
+    backend.send(sent)
+    backend.close()
+    (line,) = log_path.read_text(encoding="utf-8").splitlines()
+    assert line == event_tracking_line(sent)
+    assert list(json.loads(line)) == ["name", "timestamp", "data", "context", "id"]
+    assert f'"name": "{sent["name"]}"' in line
+
+
+def test_event_tracking_loggers_get_the_line_as_message(
+    captured_logger: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = captured_logger
+    logger.handlers[0].setFormatter(JsonFormatter())
+    sent = event()
+    LoggerBackend(logger_name=logger.name, line_format="event-tracking").send(sent)
+    assert json.loads(stream.getvalue())["message"] == event_tracking_line(sent)
+
+
+def test_event_tracking_lines_match_event_tracking_itself(
+    captured_logger: tuple[logging.Logger, io.StringIO], log_path: Path
+) -> None:
+    et_logger = pytest.importorskip("eventtracking.backends.logger")
+    logger, stream = captured_logger
+    sent = event(text="é")
+    et_logger.LoggerBackend(name=logger.name, max_event_size=None).send(
+        {key: value for key, value in sent.items() if key != "id"} | {"id": sent["id"]}
+    )
+    ours = LoggerBackend(path=log_path, line_format="event-tracking")
+    ours.send(sent)
+    ours.close()
+    assert log_path.read_text(encoding="utf-8") == stream.getvalue()
+
+
+def test_bad_oversize_and_line_format_are_refused(log_path: Path) -> None:
+    with pytest.raises(ValueError, match="oversize"):
+        LoggerBackend(path=log_path, oversize="cut")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="line_format"):
+        LoggerBackend(path=log_path, line_format="legacy")  # type: ignore[arg-type]
+
+
+def test_a_backend_dropped_without_close_still_writes_what_it_accepted(log_path: Path) -> None:
+    import gc
+
+    backend = LoggerBackend(path=log_path, flush_interval=3600)
+    sent = event()
+    backend.send(sent)
+    del backend
+    gc.collect()
+    deadline = time.monotonic() + 30  # the flush thread may hold it a moment: a bound, no timing
+    while time.monotonic() < deadline and not (log_path.exists() and log_path.stat().st_size):
+        time.sleep(0.01)
+    assert [line["id"] for line in lines(log_path)] == [sent["id"]]

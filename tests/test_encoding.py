@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import datetime as dt
 import enum
 import json
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventrouter.encoding import CYCLE_MARKER, dict_key, dumps, json_default, to_jsonable
+from eventrouter import encoding
+from eventrouter.encoding import (
+    CYCLE_MARKER,
+    dict_key,
+    dumps,
+    dumps_fast,
+    json_default,
+    to_jsonable,
+    walk,
+)
+
+Encode = Callable[[Any], str]
+
+ENCODERS = [
+    pytest.param(dumps, id="json"),
+    pytest.param(
+        dumps_fast,
+        id="orjson",
+        marks=pytest.mark.skipif(
+            encoding.orjson is None,
+            reason="orjson not in use (not installed, or EVENTROUTER_NO_ORJSON is set)",
+        ),
+    ),
+]
+"""Every rule is checked on both encoders: the standard library's and the orjson path."""
 
 
 def strict_loads(text: str) -> Any:
@@ -38,74 +66,89 @@ class Unprintable:
         raise RuntimeError("no")
 
 
-def test_aware_datetime_is_written_in_utc() -> None:
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_aware_datetime_is_written_in_utc(encode: Encode) -> None:
     paris = dt.timezone(dt.timedelta(hours=2))
     value = dt.datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=paris)
-    assert json.loads(dumps({"t": value})) == {"t": "2024-05-01T12:00:00.123456+00:00"}
+    assert json.loads(encode({"t": value})) == {"t": "2024-05-01T12:00:00.123456+00:00"}
 
 
-def test_naive_datetime_is_taken_as_utc() -> None:
-    assert json.loads(dumps([dt.datetime(2024, 5, 1, 12, 0)])) == ["2024-05-01T12:00:00+00:00"]
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_naive_datetime_is_taken_as_utc(encode: Encode) -> None:
+    assert json.loads(encode([dt.datetime(2024, 5, 1, 12, 0)])) == ["2024-05-01T12:00:00+00:00"]
 
 
-def test_date_and_time_are_iso() -> None:
-    assert json.loads(dumps([dt.date(2024, 5, 1), dt.time(8, 30)])) == ["2024-05-01", "08:30:00"]
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_date_and_time_are_iso(encode: Encode) -> None:
+    assert json.loads(encode([dt.date(2024, 5, 1), dt.time(8, 30)])) == ["2024-05-01", "08:30:00"]
 
 
-def test_decimal_is_its_exact_string() -> None:
-    assert json.loads(dumps({"price": Decimal("12.50")})) == {"price": "12.50"}
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_decimal_is_its_exact_string(encode: Encode) -> None:
+    assert json.loads(encode({"price": Decimal("12.50")})) == {"price": "12.50"}
 
 
-def test_uuid_is_its_canonical_string() -> None:
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_uuid_is_its_canonical_string(encode: Encode) -> None:
     value = uuid.UUID("12345678-1234-5678-1234-567812345678")
-    assert json.loads(dumps(value)) == "12345678-1234-5678-1234-567812345678"
+    assert json.loads(encode(value)) == "12345678-1234-5678-1234-567812345678"
 
 
-def test_bytes_are_base64() -> None:
-    assert json.loads(dumps([b"\x00\xffhi", bytearray(b"ok")])) == ["AP9oaQ==", "b2s="]
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_bytes_are_base64(encode: Encode) -> None:
+    assert json.loads(encode([b"\x00\xffhi", bytearray(b"ok")])) == ["AP9oaQ==", "b2s="]
 
 
-def test_sets_become_sorted_lists() -> None:
-    assert json.loads(dumps({"s": {3, 1, 2}, "f": frozenset({"b", "a"})})) == {
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_sets_become_sorted_lists(encode: Encode) -> None:
+    assert json.loads(encode({"s": {3, 1, 2}, "f": frozenset({"b", "a"})})) == {
         "s": [1, 2, 3],
         "f": ["a", "b"],
     }
 
 
-def test_unsortable_set_still_becomes_a_list() -> None:
-    decoded = json.loads(dumps({1, "a"}))
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_unsortable_set_still_becomes_a_list(encode: Encode) -> None:
+    decoded = json.loads(encode({1, "a"}))
     assert sorted(map(str, decoded)) == ["1", "a"]
 
 
-def test_tuples_become_lists() -> None:
-    assert json.loads(dumps({"t": (1, (2, 3))})) == {"t": [1, [2, 3]]}
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_tuples_become_lists(encode: Encode) -> None:
+    assert json.loads(encode({"t": (1, (2, 3))})) == {"t": [1, [2, 3]]}
 
 
-def test_enum_is_its_value() -> None:
-    assert json.loads(dumps({"c": Color.RED})) == {"c": "red"}
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_enum_is_its_value(encode: Encode) -> None:
+    assert json.loads(encode({"c": Color.RED})) == {"c": "red"}
 
 
-def test_unknown_object_is_its_str() -> None:
-    assert json.loads(dumps({"o": Opaque()})) == {"o": "opaque!"}
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_unknown_object_is_its_str(encode: Encode) -> None:
+    assert json.loads(encode({"o": Opaque()})) == {"o": "opaque!"}
 
 
-def test_object_whose_str_fails_gets_a_placeholder() -> None:
-    assert json.loads(dumps({"o": Unprintable()})) == {"o": "<unencodable Unprintable>"}
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_object_whose_str_fails_gets_a_placeholder(encode: Encode) -> None:
+    assert json.loads(encode({"o": Unprintable()})) == {"o": "<unencodable Unprintable>"}
 
 
-def test_non_finite_floats_become_strings_so_output_is_strict_json() -> None:
-    decoded = strict_loads(dumps([float("nan"), float("inf"), float("-inf"), 1.5]))
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_non_finite_floats_become_strings_so_output_is_strict_json(encode: Encode) -> None:
+    decoded = strict_loads(encode([float("nan"), float("inf"), float("-inf"), 1.5]))
     assert decoded == ["NaN", "Infinity", "-Infinity", 1.5]
 
 
-def test_scalar_keys_follow_json_rules() -> None:
-    decoded = json.loads(dumps({7: "a", 2.5: "b", True: "c", None: "d"}))
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_scalar_keys_follow_json_rules(encode: Encode) -> None:
+    decoded = json.loads(encode({7: "a", 2.5: "b", True: "c", None: "d"}))
     assert decoded == {"7": "a", "2.5": "b", "true": "c", "null": "d"}
 
 
-def test_other_keys_do_not_make_dumps_fail() -> None:
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_other_keys_do_not_make_dumps_fail(encode: Encode) -> None:
     key_date = dt.date(2024, 1, 2)
-    decoded = json.loads(dumps({(1, 2): "tuple", key_date: "date", "x": 1}))
+    decoded = json.loads(encode({(1, 2): "tuple", key_date: "date", "x": 1}))
     assert decoded == {"(1, 2)": "tuple", "2024-01-02": "date", "x": 1}
 
 
@@ -117,29 +160,33 @@ def test_to_jsonable_keeps_both_values_when_keys_collide() -> None:
     assert to_jsonable({1: "int", "1": "str"}) == {"1~int": "int", "1": "str"}
 
 
-def test_a_cycle_is_replaced_by_a_marker() -> None:
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_a_cycle_is_replaced_by_a_marker(encode: Encode) -> None:
     data: dict[str, Any] = {"a": 1}
     data["self"] = data
-    assert json.loads(dumps(data)) == {"a": 1, "self": CYCLE_MARKER}
+    assert json.loads(encode(data)) == {"a": 1, "self": CYCLE_MARKER}
 
 
-def test_deep_nesting_does_not_raise() -> None:
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_deep_nesting_does_not_raise(encode: Encode) -> None:
     value: list[Any] = []
     for _ in range(5000):
         value = [value]
-    assert dumps(value).startswith("[[[")
+    assert encode(value).startswith("[[[")
 
 
-def test_output_is_one_ascii_line() -> None:
-    line = dumps({"text": "line one\nline two é ✓", "lone": "\ud800"})
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_output_is_one_ascii_line(encode: Encode) -> None:
+    line = encode({"text": "line one\nline two é ✓", "lone": "\ud800"})
     assert "\n" not in line
     assert line.isascii()
     assert json.loads(line)["text"] == "line one\nline two é ✓"
 
 
-def test_dumps_does_not_modify_its_input() -> None:
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_dumps_does_not_modify_its_input(encode: Encode) -> None:
     data = {"s": {2, 1}, "t": (1,), 1: "x"}
-    dumps(data)
+    encode(data)
     assert data == {"s": {2, 1}, "t": (1,), 1: "x"}
 
 
@@ -159,8 +206,9 @@ json_data = st.recursive(
 
 
 @given(json_data)
-def test_plain_json_data_round_trips_exactly(value: Any) -> None:
-    assert strict_loads(dumps(value)) == value
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_plain_json_data_round_trips_exactly(encode: Encode, value: Any) -> None:
+    assert strict_loads(encode(value)) == value
 
 
 awkward = st.recursive(
@@ -181,5 +229,159 @@ awkward = st.recursive(
 
 
 @given(awkward)
-def test_any_value_encodes_to_strict_json(value: Any) -> None:
-    strict_loads(dumps(value))
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_any_value_encodes_to_strict_json(encode: Encode, value: Any) -> None:
+    strict_loads(encode(value))
+
+
+# -- the orjson path writes the same bytes ------------------------------------------------------
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Ratio(float):
+    pass
+
+
+class Name(str):
+    pass
+
+
+class Point(NamedTuple):
+    x: int
+    y: int
+
+
+@dataclasses.dataclass
+class Spot:
+    where: str
+
+
+class Frozen(Mapping[str, Any]):
+    def __init__(self, **items: Any) -> None:
+        self._items = items
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _cyclic() -> dict[str, Any]:
+    data: dict[str, Any] = {"a": [1]}
+    data["a"].append(data)
+    return data
+
+
+def _deep(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+TABLE: list[Any] = [
+    {"small": 1e-7, "big": 1e16, "huge": 1.5e300, "tiny": 5e-324, "neg": -0.0, "third": 1 / 3},
+    [1e-5, 2.5e-9],
+    1e-7,
+    {"nan": float("nan"), "inf": float("inf"), "none": None},
+    {"text": 'é ✓ 😀 \x7f \x00 \x1f \t \n " \\ / \u2028', "lone": "\ud800"},
+    {"int64": 2**63 - 1, "big": 2**64, "bigger": -(2**70)},
+    {"level": Level.HIGH, "ratio": Ratio(0.5), "name": Name("n"), "point": Point(1, 2)},
+    {"spot": Spot("here"), "frozen": Frozen(a=1), "ordered": collections.OrderedDict(b=2)},
+    {"default": collections.defaultdict(list, c=[3])},
+    {"paris": dt.datetime(2024, 5, 1, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))},
+    {"naive": dt.datetime(2024, 5, 1, 12, 0, 0, 5), "utc": dt.datetime(2024, 5, 1, tzinfo=dt.UTC)},
+    {"day": dt.date(2024, 5, 1), "time": dt.time(8, 30), "tztime": dt.time(8, 30, tzinfo=dt.UTC)},
+    {"uuid": uuid.UUID(int=7), "decimal": Decimal("1.10"), "bytes": b"\x00\xff", "set": {2, 1}},
+    {7: "int key", 2.5: "float key", None: "none key", True: "bool key", (1, 2): "tuple key"},
+    {1: "int", "1": "str"},
+    {"opaque": Opaque(), "unprintable": Unprintable(), "color": Color.RED},
+    _cyclic(),
+    _deep(300),
+    {"nullable": "null in a string", "code": "course-v1:e-5,x"},
+    "\x7f",
+]
+
+
+@pytest.mark.skipif(encoding.orjson is None, reason="orjson not in use")
+@pytest.mark.parametrize("value", TABLE)
+def test_the_orjson_path_writes_the_same_bytes_as_the_standard_library(value: Any) -> None:
+    assert dumps_fast(value) == dumps(value)
+
+
+@pytest.mark.skipif(encoding.orjson is None, reason="orjson not in use")
+@given(awkward | json_data)
+def test_the_orjson_path_writes_the_same_bytes_for_any_value(value: Any) -> None:
+    assert dumps_fast(value) == dumps(value)
+
+
+@given(json_data)
+def test_spaced_output_is_what_json_dumps_writes_by_default(value: Any) -> None:
+    assert dumps(value, spaced=True) == json.dumps(value)
+
+
+# -- the one walker -----------------------------------------------------------------------------
+
+
+def _upper(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if value.isupper() else value.upper()  # final: returned as it is
+    if isinstance(value, set):
+        return sorted(value)
+    return value
+
+
+def test_walk_converts_every_leaf_and_walks_what_a_conversion_returns() -> None:
+    assert walk({"a": ["x", ("y",)], "s": {"q", "p"}}, _upper) == {
+        "a": ["X", ["Y"]],
+        "s": ["P", "Q"],
+    }
+
+
+def test_walk_makes_keys_with_the_key_rule_and_keeps_colliding_keys_apart() -> None:
+    assert walk({1: "a", "1": "b"}, _upper, key=str) == {"1~int": "A", "1": "B"}
+
+
+def test_walk_marks_cycles_and_bounds_depth() -> None:
+    assert walk(_cyclic(), _upper) == {"a": [1, CYCLE_MARKER]}
+    deep = walk(_deep(10), _upper, max_depth=3)
+    assert deep == [[[["list nested too deeply"]]]]
+
+
+def test_walk_does_not_modify_its_input() -> None:
+    data = {"a": ["x"], "s": {"q"}}
+    walk(data, _upper)
+    assert data == {"a": ["x"], "s": {"q"}}
+
+
+def test_the_walker_also_makes_mongodb_documents() -> None:
+    mongodb = pytest.importorskip("eventrouter.backends.mongodb")
+    pytest.importorskip("bson")
+    cyclic = _cyclic()
+    document = mongodb.to_document(
+        {
+            "id": "e1",
+            "data": {"a\x00b": 1, 7: "int", "7": "str", "lone": "\ud800", "raw": bytearray(b"x")},
+            "context": {"big": 2**70, "when": dt.date(2024, 5, 1), "loop": cyclic},
+        }
+    )
+    assert document["_id"] == "e1"
+    assert document["data"] == {
+        "a\ufffdb": 1,
+        "7~int": "int",
+        "7": "str",
+        "lone": "\ufffd",
+        "raw": b"x",
+    }
+    assert document["context"] == {
+        "big": str(2**70),
+        "when": "2024-05-01",
+        "loop": {"a": [1, CYCLE_MARKER]},
+    }

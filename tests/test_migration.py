@@ -582,7 +582,6 @@ def test_logger_keeps_an_explicit_max_event_size_and_none_for_no_limit() -> None
     assert _logger_options({"max_event_size": None})["max_event_size"] is None
 
 
-@pytest.mark.xfail(strict=False, reason="needs logger (oversize and line_format options)")
 def test_logger_drops_oversized_events_and_writes_event_trackings_line_format() -> None:
     options = _logger_options({"name": "tracking"})
     assert options["oversize"] == "drop"

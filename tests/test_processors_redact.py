@@ -192,3 +192,15 @@ def test_key_patterns_match_keys_that_contain_dots() -> None:
         "form": {"auth.token": "[REDACTED]"},
         "meta": {"password.reset": "[REDACTED]", "secret.x": "[REDACTED]", "plain.key": "ok"},
     }
+
+
+def test_decisions_stay_right_past_the_number_of_keys_remembered() -> None:
+    from eventrouter.processors import redact as redact_module
+
+    redact = Redact(patterns=["*token*"])
+    keys = [f"field{n}" for n in range(redact_module._MAX_DECISIONS + 50)]
+    for round_ in range(2):  # the second round meets keys whose decisions were forgotten
+        event = {"data": {key: round_ for key in keys} | {"apiToken": "t", "x_TOKEN_y": "u"}}
+        redacted = redact(event)["data"]
+        assert redacted["apiToken"] == redacted["x_TOKEN_y"] == "[REDACTED]"
+        assert all(redacted[key] == round_ for key in keys)

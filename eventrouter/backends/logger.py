@@ -1,6 +1,10 @@
-"""JSON log lines: one event per line, written with python-json-logger.
+"""JSON log lines: one event per line, formatted by python-json-logger.
 
-Since 0.1.
+Every line is produced by a python-json-logger formatter: :class:`EventOrjsonFormatter`
+(its ``OrjsonFormatter``) when ``orjson`` is installed, else :class:`EventJsonFormatter`
+(its ``JsonFormatter``), both serializing with the rules of :mod:`eventrouter.encoding`, so
+the two write the same bytes. Lines go to a file of the backend's own (written in batches by
+:class:`~eventrouter.backends._linefile.LineFile`) or, as log records, to a named logger.
 """
 
 from __future__ import annotations
@@ -9,26 +13,39 @@ import logging
 import logging.handlers
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pythonjsonlogger.json import JsonFormatter
 
-from eventrouter import _fork
-from eventrouter.encoding import dumps
+from eventrouter import _fork, encoding
+from eventrouter.backends._linefile import LineFile
+from eventrouter.deadletter import DeadLetterFile
+from eventrouter.encoding import dumps, json_default
 from eventrouter.errors import DeliveryError, OptionError, OptionTypeError
 from eventrouter.typing import Event
 
-__all__ = ["EventJsonFormatter", "LoggerBackend", "truncate_event"]
+__all__ = [
+    "EventJsonFormatter",
+    "EventOrjsonFormatter",
+    "LoggerBackend",
+    "event_formatter",
+    "truncate_event",
+]
 
 log = logging.getLogger(__name__)
+
+LineFormat = Literal["eventrouter", "event-tracking"]
+Oversize = Literal["truncate", "drop"]
 
 _RECORD_NAME = "eventrouter.events"
 _TRUNCATED_KEY = "truncated"
 _LINE_ATTRIBUTE = "_eventrouter_line"
-"""The record attribute holding ``(formatter, line)`` once an :class:`EventJsonFormatter`
-formatted it. python-json-logger leaves attributes starting with ``_`` out of its output."""
+"""The record attribute holding ``(formatter, line)`` once an event formatter formatted it.
+python-json-logger leaves attributes starting with ``_`` out of its output."""
+_LINE_FORMATS = ("eventrouter", "event-tracking")
+_OVERSIZE = ("truncate", "drop")
 
 
 def _escaped_length(text: str) -> int:
@@ -36,25 +53,29 @@ def _escaped_length(text: str) -> int:
     return len(text) + text.count('"') + text.count("\\")
 
 
-def truncate_event(event: Mapping[str, Any], size: int, limit: int) -> dict[str, Any]:
-    """Return a copy of ``event`` whose line fits ``limit`` characters, with ``data`` truncated.
+def truncate_event(
+    event: Mapping[str, Any],
+    size: int,
+    limit: int,
+    encode: Callable[[Any], str] = dumps,
+) -> dict[str, Any]:
+    """Return a copy of ``event`` whose line is as long as fits ``limit``, ``data`` truncated.
 
     ``data`` becomes a string: the start of its JSON encoding, as much as fits. The key
     ``truncated`` is added: ``{"original_size": size, "max_event_size": limit}``. If the rest
-    of the envelope alone is over the limit, ``data`` is ``""`` and the line stays longer than
-    ``limit``: the event is still written, never dropped.
+    of the envelope alone is over the limit, ``data`` is ``""`` and the line is still longer
+    than ``limit`` (:class:`LoggerBackend` then drops the event).
 
     Args:
         event: the event envelope (not modified).
         size: the length of the event's full JSON line.
         limit: the maximum line length.
-
-    Since 0.1.
+        encode: how a line is made from an event (default: :func:`~eventrouter.encoding.dumps`).
     """
     out = dict(event)
     out["data"] = ""
     out[_TRUNCATED_KEY] = {"original_size": size, "max_event_size": limit}
-    budget = limit - len(dumps(out))
+    budget = limit - len(encode(out))
     if budget > 0:
         text = dumps(event.get("data"))
         low, high = 0, min(budget, len(text))  # the longest prefix whose escape fits
@@ -83,68 +104,162 @@ class _Counter:
             return self.value
 
 
-class EventJsonFormatter(JsonFormatter):
-    """A python-json-logger formatter that writes a logged event dict as one JSON line.
+class _EventLines:
+    """What both event formatters add to python-json-logger's: event lines and their limit."""
 
-    The line's top-level keys are the envelope's (``id``, ``name``, ``timestamp``, ``data``,
-    ``context``) and nothing else, encoded by :mod:`eventrouter.encoding`. Lines longer than
-    ``max_event_size`` characters have their ``data`` truncated (see :func:`truncate_event`).
-    Apps that log events to their own handlers (``logger_name``) can use it in their logging
-    configuration too.
+    prefix: str
+    max_event_size: int | None
+    line_format: LineFormat
+    _truncated: _Counter
+    jsonify_log_record: Callable[[dict[str, Any]], str]
 
-    Args:
-        max_event_size: the maximum line length in characters (the line is ASCII, so also
-            bytes), not counting the newline; ``None`` for no limit.
-
-    Since 0.1.
-    """
-
-    def __init__(self, max_event_size: int | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("fmt", [])
-        super().__init__(json_serializer=_serialize, **kwargs)
+    def _setup(self, max_event_size: int | None, line_format: LineFormat) -> None:
+        if line_format not in _LINE_FORMATS:
+            raise ValueError(f"line_format must be one of {_LINE_FORMATS}, not {line_format!r}")
         self.max_event_size = max_event_size
+        self.line_format = line_format
         self._truncated = _Counter()
 
     @property
     def truncated(self) -> int:
-        """How many lines this formatter truncated. Since 0.1."""
+        """How many lines this formatter truncated (when it has a ``max_event_size``)."""
         return self._truncated.value
 
-    def format(self, record: logging.LogRecord) -> str:
-        """Return the record's JSON line, formatting it only once per record.
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        """In the ``event-tracking`` line format, move ``id`` after the other keys."""
+        if self.line_format == "event-tracking" and "id" in log_data:
+            moved = {key: value for key, value in log_data.items() if key != "id"}
+            moved["id"] = log_data["id"]
+            return moved
+        return log_data
 
-        Handlers may format a record twice (``RotatingFileHandler`` does, to decide on a
-        rollover); the line is kept on the record, so the work and the truncation count are
-        not repeated.
-        """
+    def event_line(self, event: Mapping[str, Any]) -> str:
+        """The event's JSON line (no newline), not limited in size."""
+        return self.prefix + self.jsonify_log_record(self.process_log_record(event))  # type: ignore[arg-type]
+
+    def serialize_log_record(self, log_data: dict[str, Any]) -> str:
+        """Encode a record's data; over ``max_event_size``, with ``data`` truncated."""
+        line = self.prefix + self.jsonify_log_record(log_data)
+        limit = self.max_event_size
+        if limit is not None and len(line) > limit:
+            self._truncated.increment()
+            line = self.event_line(truncate_event(log_data, len(line), limit, self.event_line))
+        return line
+
+    def _format_once(self, record: logging.LogRecord, format: Callable[[], str]) -> str:
         memo = record.__dict__.get(_LINE_ATTRIBUTE)
         if memo is not None and memo[0] is self:
             line: str = memo[1]
             return line
-        line = super().format(record)
+        line = format()
         record.__dict__[_LINE_ATTRIBUTE] = (self, line)
         return line
 
-    def serialize_log_record(self, log_data: dict[str, Any]) -> str:
-        """Encode ``log_data``, truncating ``data`` when the line is over the limit."""
-        line: str = self.prefix + dumps(log_data)
-        limit = self.max_event_size
-        if limit is not None and len(line) > limit:
-            self._truncated.increment()
-            line = self.prefix + dumps(truncate_event(log_data, len(line), limit))
-        return line
+
+def _stdlib_serializer(spaced: bool) -> Callable[..., str]:
+    def serialize(log_data: Any, **_options: Any) -> str:
+        return dumps(log_data, spaced=spaced)
+
+    return serialize
 
 
-def _serialize(log_data: Any, **_: Any) -> str:
-    return dumps(log_data)
+class EventJsonFormatter(_EventLines, JsonFormatter):
+    """python-json-logger's ``JsonFormatter`` writing events by eventrouter's encoding.
+
+    The line's top-level keys are the envelope's (``id``, ``name``, ``timestamp``, ``data``,
+    ``context``). Apps that log events to their own handlers (``logger_name``) can use it
+    in their logging configuration too; records are formatted once each, even by handlers
+    that format twice (size rotation).
+
+    Args:
+        max_event_size: lines longer than this many characters (the line is ASCII, so
+            also bytes), not counting the newline, have their ``data`` truncated (see
+            :func:`truncate_event`); ``None`` for no limit.
+        line_format: ``"eventrouter"`` (compact separators, the envelope's key order) or
+            ``"event-tracking"`` (``", "`` and ``": "`` separators and ``id`` last, as
+            event-tracking's ``LoggerBackend`` wrote lines).
+        kwargs: passed on to ``JsonFormatter``.
+    """
+
+    def __init__(
+        self,
+        max_event_size: int | None = None,
+        line_format: LineFormat = "eventrouter",
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("fmt", [])
+        super().__init__(
+            json_serializer=_stdlib_serializer(line_format == "event-tracking"),
+            json_default=json_default,
+            **kwargs,
+        )
+        self._setup(max_event_size, line_format)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record's JSON line, formatting each record once."""
+        return self._format_once(record, lambda: JsonFormatter.format(self, record))
+
+
+if encoding.orjson is not None:
+    from pythonjsonlogger.orjson import OrjsonFormatter
+
+    class EventOrjsonFormatter(_EventLines, OrjsonFormatter):
+        """python-json-logger's ``OrjsonFormatter`` writing events by eventrouter's encoding.
+
+        The fast path, used when ``orjson`` is installed: the same lines, byte for byte, as
+        :class:`EventJsonFormatter` (see :func:`eventrouter.encoding.finish_orjson`), with
+        the same arguments, except that it writes only the ``"eventrouter"`` line format.
+        """
+
+        def __init__(
+            self,
+            max_event_size: int | None = None,
+            line_format: LineFormat = "eventrouter",
+            **kwargs: Any,
+        ) -> None:
+            if line_format != "eventrouter":
+                raise ValueError("EventOrjsonFormatter writes only the 'eventrouter' format")
+            kwargs.setdefault("fmt", [])
+            super().__init__(json_default=json_default, **kwargs)
+            self._setup(max_event_size, line_format)
+
+        def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+            """Encode with orjson, our rules as its default hook; never raises."""
+            try:
+                raw = encoding.orjson.dumps(
+                    log_data, default=self.json_default, option=encoding.ORJSON_OPTIONS
+                )
+            except TypeError:  # orjson.JSONEncodeError: cycles, odd keys, big integers
+                return dumps(log_data)
+            return encoding.finish_orjson(raw, log_data)
+
+        def format(self, record: logging.LogRecord) -> str:
+            """Return the record's JSON line, formatting each record once."""
+            return self._format_once(record, lambda: OrjsonFormatter.format(self, record))
+
+else:
+    EventOrjsonFormatter = None  # type: ignore[assignment,misc]
+
+
+def event_formatter(
+    max_event_size: int | None = None, line_format: LineFormat = "eventrouter"
+) -> _EventLines:
+    """The fastest event formatter for ``line_format``: orjson's when it is installed.
+
+    Args:
+        max_event_size: see :class:`EventJsonFormatter`.
+        line_format: see :class:`EventJsonFormatter`.
+    """
+    if EventOrjsonFormatter is not None and line_format == "eventrouter":
+        return EventOrjsonFormatter(max_event_size, line_format)
+    return EventJsonFormatter(max_event_size, line_format)
 
 
 class _EventMessage(dict[str, Any]):
     """The record message in ``logger_name`` mode.
 
     A dict, so python-json-logger formatters put the envelope's keys at the top level; its
-    ``str`` is the JSON line, so a plain ``%(message)s`` formatter writes the same line
-    event-tracking wrote.
+    ``str`` is the JSON line, so a plain ``%(message)s`` formatter writes the line itself.
     """
 
     __slots__ = ("line",)
@@ -157,49 +272,73 @@ class _EventMessage(dict[str, Any]):
         return self.line
 
 
-class _EventRecord(logging.LogRecord):
-    """The record the backend hands its own handler, with the JSON line already formatted.
+class _LineRecord(logging.LogRecord):
+    """A record carrying a formatted line, for the time-rotating handler.
 
     A full ``LogRecord`` takes longer to build (clock, thread, process...) than the line
-    takes to write; the handler and :class:`EventJsonFormatter` only need the message and
-    the line, so ``LogRecord.__init__`` is deliberately not called.
+    takes to write, so ``LogRecord.__init__`` is deliberately not called.
     """
 
-    def __init__(self, event: Event, line: str, formatter: EventJsonFormatter, level: int) -> None:
+    def __init__(self, line: str, level: int) -> None:
         self.__dict__.update(
             name=_RECORD_NAME,
-            msg=event,
+            msg=line,
             args=(),
             levelno=level,
             exc_info=None,
             exc_text=None,
             stack_info=None,
         )
-        self.__dict__[_LINE_ATTRIBUTE] = (formatter, line)
 
 
-class _FileHandlerMixin(logging.Handler):
+class _Preformatted(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: str = record.msg
+        return line
+
+
+class _TimedRotatingFileHandler(logging.handlers.TimedRotatingFileHandler):
     """Turn write failures into :class:`DeliveryError` instead of a line on stderr."""
 
     def handleError(self, record: logging.LogRecord) -> None:
-        where = getattr(self, "baseFilename", "the log file")
-        raise DeliveryError(f"JSON log backend: could not write the event to {where!r}")
+        raise DeliveryError(f"JSON log backend: could not write to {self.baseFilename!r}")
 
 
-class _FileHandler(_FileHandlerMixin, logging.FileHandler):
-    pass
+class _TimedFile:
+    """Time-based rotation through :class:`logging.handlers.TimedRotatingFileHandler`.
 
+    The handler writes each line to the OS as it comes (its flush per record).
+    """
 
-class _WatchedFileHandler(_FileHandlerMixin, logging.handlers.WatchedFileHandler):
-    pass
+    def __init__(self, handler: logging.Handler, level: int) -> None:
+        handler.setFormatter(_Preformatted())
+        self.handler = handler
+        self.level = level
+        self.lines = 0
+        self.lost = 0
+        self.write_errors = 0
 
+    def write_line(self, line: str) -> None:
+        self.write([line])
 
-class _RotatingFileHandler(_FileHandlerMixin, logging.handlers.RotatingFileHandler):
-    pass
+    def write(self, lines: list[str]) -> None:
+        for line in lines:
+            try:
+                self.handler.handle(_LineRecord(line, self.level))
+            except OSError as exc:  # opening the file (the handler reports write errors)
+                where = getattr(self.handler, "baseFilename", "")
+                raise DeliveryError(
+                    f"JSON log backend: could not open {where!r} ({type(exc).__name__})"
+                ) from exc
+            self.lines += 1
 
+    def flush(self) -> bool:
+        self.handler.flush()
+        return True
 
-class _TimedRotatingFileHandler(_FileHandlerMixin, logging.handlers.TimedRotatingFileHandler):
-    pass
+    def close(self) -> bool:
+        self.handler.close()
+        return True
 
 
 def _level(level: int | str) -> int:
@@ -219,38 +358,54 @@ class LoggerBackend:
     """Write each event as one JSON line, to a file of its own or to a named logger.
 
     Give ``path`` or ``logger_name``. With ``path``, lines go to that file (its folders are
-    created), through a handler of the backend's own that no other logger sees, formatted
-    by :class:`EventJsonFormatter`; ``max_bytes`` or ``when`` turn on size- or time-based
-    rotation (:mod:`logging.handlers`). With ``logger_name``, records go to that logger and
-    the app's logging configuration decides where: the record's message is the JSON line
-    for plain formatters and the envelope dict for python-json-logger ones. If that logger
-    is not enabled for ``level``, events are counted in ``stats()["suppressed"]`` and a
-    warning is logged once.
+    created) and no logger sees them. A line :meth:`send` accepted is handed to the
+    operating system (where a crash of the process no longer loses it) by :meth:`flush`,
+    :meth:`close`, interpreter exit, and otherwise within ``flush_interval`` seconds.
+    ``max_bytes`` rotates the file at a size, ``when`` at times, ``watch`` follows a file
+    moved by logrotate. With ``logger_name``, records go to that logger and the app's
+    logging configuration decides where: the record's message is the JSON line for plain
+    formatters and the envelope dict for python-json-logger ones (in the ``event-tracking``
+    line format, the line only, as event-tracking logged it). If that logger is not enabled
+    for ``level``, events are counted in ``stats()["suppressed"]`` and a warning is logged
+    once.
 
-    Each line is the envelope (``id``, ``name``, ``timestamp``, ``data``, ``context``) encoded
-    by :mod:`eventrouter.encoding`. A line over ``max_event_size`` is written with its
-    ``data`` truncated and marked (:func:`truncate_event`) and counted in ``stats()``.
+    Each line is the envelope (``id``, ``name``, ``timestamp``, ``data``, ``context``),
+    made by :func:`event_formatter`. ``max_event_size`` bounds the whole line: a longer
+    event is written with its ``data`` truncated and marked (``oversize="truncate"``, see
+    :func:`truncate_event`) when that makes it fit, and is otherwise dropped
+    (``oversize="drop"`` drops every longer event); dropped events are counted in
+    ``stats()["dropped"]``, written to ``dead_letter`` when one is given, and the first one
+    is logged with its name and id.
 
     Args:
         path: the file to write; exclusive with ``logger_name``.
         logger_name: the logger to log to (``""`` is the root logger); exclusive with
             ``path``.
         level: the level of the records (name or number), default ``"INFO"``.
-        max_event_size: the maximum line length in characters; ``None`` (default) for no limit.
-        max_bytes: rotate the file when it would grow past this size (``RotatingFileHandler``).
-        backup_count: how many rotated files to keep (with ``max_bytes`` or ``when``).
+        max_event_size: the maximum line length in characters, newline not counted;
+            ``None`` (default) for no limit.
+        oversize: ``"truncate"`` (default) or ``"drop"``: what happens to a longer event.
+        line_format: ``"eventrouter"`` (default: compact, the envelope's key order) or
+            ``"event-tracking"`` (the keys, order and separators event-tracking's
+            ``LoggerBackend`` wrote, with ``id`` last).
+        max_bytes: rotate the file before it would grow past this size.
+        backup_count: how many rotated files to keep (with ``max_bytes`` or ``when``);
+            with ``max_bytes`` and no backups the file does not rotate.
         when: rotate on time (``"S"``, ``"M"``, ``"H"``, ``"D"``, ``"midnight"``, ``"W0"``-``"W6"``;
-            ``TimedRotatingFileHandler``); exclusive with ``max_bytes``.
+            ``TimedRotatingFileHandler``, which writes each line at once); exclusive with
+            ``max_bytes``.
         interval: how many ``when`` units between rotations.
         utc: use UTC for time-based rotation (default ``True``).
-        watch: reopen the file when an external tool (logrotate) moved it
-            (``WatchedFileHandler``); exclusive with the rotation options.
+        watch: reopen the file when an external tool (logrotate) moved it; exclusive with
+            the rotation options.
+        flush_interval: the longest time in seconds an accepted line waits in memory before
+            it is written to the OS (default 1.0); 0 writes every line at once.
+        dead_letter: a :class:`~eventrouter.deadletter.DeadLetterFile` (or its path) for
+            dropped oversize events.
 
     Raises:
         ValueError: neither or both of ``path`` and ``logger_name`` are given, or the
             options do not fit together.
-
-    Since 0.1.
     """
 
     def __init__(
@@ -260,12 +415,16 @@ class LoggerBackend:
         logger_name: str | None = None,
         level: int | str = "INFO",
         max_event_size: int | None = None,
+        oversize: Oversize = "truncate",
+        line_format: LineFormat = "eventrouter",
         max_bytes: int = 0,
         backup_count: int = 0,
         when: str | None = None,
         interval: int = 1,
         utc: bool = True,
         watch: bool = False,
+        flush_interval: float = 1.0,
+        dead_letter: DeadLetterFile | str | os.PathLike[str] | None = None,
     ) -> None:
         if path is not None and logger_name is not None:
             raise OptionError("logger_name", "give either path or logger_name, not both")
@@ -278,84 +437,144 @@ class LoggerBackend:
             raise OptionError(
                 "max_event_size", "max_event_size must be a positive number of characters or None"
             )
+        if oversize not in _OVERSIZE:
+            raise OptionError(
+                "oversize", f"oversize must be 'truncate' or 'drop', not {oversize!r}"
+            )
+        if line_format not in _LINE_FORMATS:
+            raise OptionError(
+                "line_format",
+                f"line_format must be 'eventrouter' or 'event-tracking', not {line_format!r}",
+            )
+        if flush_interval < 0:
+            raise OptionError(
+                "flush_interval", "flush_interval must be 0 (write each line at once) or more"
+            )
         if path is None and (max_bytes or when or backup_count or watch):
             raise ValueError("max_bytes, backup_count, when and watch need a path")
         if sum((bool(max_bytes), when is not None, watch)) > 1:
             raise ValueError("max_bytes, when and watch are exclusive: choose one")
+        if dead_letter is not None and not isinstance(dead_letter, DeadLetterFile):
+            dead_letter = DeadLetterFile(dead_letter)
+        self.dead_letter: DeadLetterFile | None = dead_letter
         self.level = _level(level)
         self.max_event_size = max_event_size
+        self.oversize = oversize
+        self.line_format = line_format
+        self.node_path = "jsonlog"
+        """The backend's place in the routing tree (set by its router), named in dead letters."""
+        self._formatter = event_formatter(line_format=line_format)
         self._truncated = _Counter()
+        self._dropped = _Counter()
         self._suppressed = _Counter()
-        self._handler: logging.Handler | None = None
+        self._file: LineFile | _TimedFile | None = None
         self._logger: logging.Logger | None = None
         if path is not None:
             self.path: Path | None = Path(path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handler = self._make_handler(
-                self.path,
-                max_bytes=max_bytes,
-                backup_count=backup_count,
-                when=when,
-                interval=interval,
-                utc=utc,
-                watch=watch,
-            )
-            self._formatter = EventJsonFormatter(max_event_size=max_event_size)
-            self._handler.setFormatter(self._formatter)
+            if when is not None:
+                handler = _TimedRotatingFileHandler(
+                    self.path,
+                    when=when,
+                    interval=interval,
+                    backupCount=backup_count,
+                    utc=utc,
+                    encoding="utf-8",
+                    delay=True,
+                )
+                self._file = _TimedFile(handler, self.level)
+            else:
+                self._file = LineFile(
+                    self.path,
+                    max_bytes=max_bytes,
+                    backup_count=backup_count,
+                    watch=watch,
+                    flush_interval=flush_interval,
+                )
         else:
             self.path = None
             self._logger = logging.getLogger(logger_name)
 
-    @staticmethod
-    def _make_handler(
-        path: Path,
-        *,
-        max_bytes: int,
-        backup_count: int,
-        when: str | None,
-        interval: int,
-        utc: bool,
-        watch: bool,
-    ) -> logging.Handler:
-        if max_bytes:
-            return _RotatingFileHandler(
-                path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8", delay=True
-            )
-        if when is not None:
-            return _TimedRotatingFileHandler(
-                path,
-                when=when,
-                interval=interval,
-                backupCount=backup_count,
-                utc=utc,
-                encoding="utf-8",
-                delay=True,
-            )
-        if watch:
-            return _WatchedFileHandler(path, encoding="utf-8", delay=True)
-        return _FileHandler(path, encoding="utf-8", delay=True)
+    def bind_path(self, path: str) -> None:
+        """Learn the backend's dotted path in the routing tree (named in dead letters)."""
+        self.node_path = path
+
+    # -- sending ---------------------------------------------------------------------------
 
     def send(self, event: Event) -> None:
         """Write ``event`` as one JSON line.
 
         Raises:
-            DeliveryError: the file could not be written (``path`` mode).
+            DeliveryError: the file could not be opened, or cannot be written and too much
+                is already waiting (``path`` mode).
         """
-        line = dumps(event)
+        line = self._formatter.event_line(event)
         limit = self.max_event_size
         if limit is not None and len(line) > limit:
-            self._truncated.increment()
-            event = truncate_event(event, len(line), limit)
-            line = dumps(event)
-        handler = self._handler
-        if handler is not None:
-            try:
-                handler.handle(_EventRecord(event, line, self._formatter, self.level))
-            except OSError as exc:  # opening the file (the handler reports write errors)
-                raise DeliveryError(
-                    f"JSON log backend: could not open {str(self.path)!r} ({type(exc).__name__})"
-                ) from exc
+            fitted = self._fit(event, line, limit)
+            if fitted is None:
+                return
+            event, line = fitted
+        file = self._file
+        if file is not None:
+            file.write_line(line)
             return
+        self._log(event, line)
+
+    def send_batch(self, events: Sequence[Event]) -> None:
+        """Write ``events``, one line each, handing them to the OS together.
+
+        Raises:
+            DeliveryError: as :meth:`send`; none of the batch was accepted.
+        """
+        if self._file is None:
+            for event in events:
+                self.send(event)
+            return
+        event_line = self._formatter.event_line
+        limit = self.max_event_size
+        lines = []
+        for event in events:
+            line = event_line(event)
+            if limit is not None and len(line) > limit:
+                fitted = self._fit(event, line, limit)
+                if fitted is None:
+                    continue
+                line = fitted[1]
+            lines.append(line)
+        self._file.write(lines)
+
+    def _fit(self, event: Event, line: str, limit: int) -> tuple[Event, str] | None:
+        """The event and line to write in place of an oversize one; ``None``: dropped."""
+        if self.oversize == "truncate":
+            event_line = self._formatter.event_line
+            truncated = truncate_event(event, len(line), limit, event_line)
+            shorter = event_line(truncated)
+            if len(shorter) <= limit:
+                self._truncated.increment()
+                return truncated, shorter
+        self._drop(event, len(line))
+        return None
+
+    def _drop(self, event: Event, size: int) -> None:
+        kept = ""
+        if self.dead_letter is not None:
+            kept = " (written to the dead-letter file)"
+            if not _dead_letter(self.dead_letter, event, self.node_path, "oversize"):
+                kept = " (the dead-letter file cannot be written)"
+        if self._dropped.increment() == 1:
+            log.warning(
+                "JSON log backend %r: dropped event %r (id %r): its line of %d characters is "
+                "over max_event_size %s%s; further drops are counted in stats()['dropped']",
+                self.node_path,
+                event.get("name"),
+                event.get("id"),
+                size,
+                self.max_event_size,
+                kept,
+            )
+
+    def _log(self, event: Event, line: str) -> None:
         logger = self._logger
         assert logger is not None
         if not logger.isEnabledFor(self.level):
@@ -367,22 +586,42 @@ class LoggerBackend:
                     logging.getLevelName(self.level),
                 )
             return
-        record = logger.makeRecord(
-            logger.name, self.level, "", 0, _EventMessage(event, line), (), None
-        )
+        message: Any = line if self.line_format == "event-tracking" else _EventMessage(event, line)
+        record = logger.makeRecord(logger.name, self.level, "", 0, message, (), None)
         logger.handle(record)
 
+    # -- lifecycle -------------------------------------------------------------------------
+
     def flush(self, timeout: float | None = None) -> None:
-        """Flush the file (``path`` mode); the app's handlers are the app's to flush."""
-        if self._handler is not None:
-            self._handler.flush()
+        """Hand every accepted line to the OS (``path`` mode); the app's handlers are the
+        app's to flush. A failure is logged and the lines are kept for the next try."""
+        if self._file is not None:
+            self._file.flush()
 
     def close(self) -> None:
-        """Close the file (``path`` mode)."""
-        if self._handler is not None:
-            self._handler.close()
+        """Write what is waiting and close the file (``path`` mode)."""
+        if self._file is not None:
+            self._file.close()
 
     def stats(self) -> dict[str, int]:
-        """Counters: ``truncated`` (events written with their ``data`` cut) and
-        ``suppressed`` (events the logger was not enabled for, in ``logger_name`` mode)."""
-        return {"truncated": self._truncated.value, "suppressed": self._suppressed.value}
+        """Counters: ``written`` (lines accepted, ``path`` mode), ``truncated`` (written with
+        ``data`` cut), ``dropped`` (over ``max_event_size``), ``suppressed`` (the logger was
+        not enabled, ``logger_name`` mode), ``lost`` (accepted but not writable at close) and
+        ``write_errors`` (failed writes to the OS, retried)."""
+        file = self._file
+        return {
+            "written": file.lines if file is not None else 0,
+            "truncated": self._truncated.value,
+            "dropped": self._dropped.value,
+            "suppressed": self._suppressed.value,
+            "lost": file.lost if file is not None else 0,
+            "write_errors": file.write_errors if file is not None else 0,
+        }
+
+
+def _dead_letter(file: DeadLetterFile, event: Event, destination: str, reason: str) -> bool:
+    write: Any = file.write
+    try:
+        return bool(write(event, destination=destination, error=reason))
+    except TypeError:  # a DeadLetterFile from before `destination=` (contract 3)
+        return bool(write(event, backend=destination, error=reason))

@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from eventrouter import _fork
 from eventrouter.encoding import (
-    CYCLE_MARKER,
     dict_key,
     json_default,
     parse_timestamp,
-    unique_key,
+    walk,
 )
 from eventrouter.errors import DeliveryError, MissingExtraError, OptionError
 from eventrouter.typing import Event
@@ -79,7 +78,8 @@ def _clean_str(value: str) -> str:
     return value
 
 
-def _convert(value: Any, active: set[int], depth: int) -> Any:
+def _bson_leaf(value: Any) -> Any:
+    """A leaf as BSON can store it: the JSON rules, except bytes and datetimes stay."""
     if isinstance(value, str):
         return _clean_str(value)
     if isinstance(value, bytearray | memoryview):
@@ -90,28 +90,13 @@ def _convert(value: Any, active: set[int], depth: int) -> Any:
         return value if _INT64[0] <= value <= _INT64[1] else str(value)
     if _bson_native(value):
         return value
-    if depth > _MAX_DEPTH:
-        return f"{type(value).__name__} nested too deeply"
-    marker = id(value)
-    if marker in active:
-        return CYCLE_MARKER
-    active.add(marker)
-    try:
-        if isinstance(value, Mapping):
-            out: dict[str, Any] = {}
-            for key, item in value.items():
-                name = _clean_str(dict_key(key)).replace("\x00", "\ufffd")
-                if name != key or name in out:
-                    name = unique_key(name, key, out, value)
-                out[name] = _convert(item, active, depth + 1)
-            return out
-        if isinstance(value, list | tuple):
-            return [_convert(item, active, depth + 1) for item in value]
-        if isinstance(value, Decimal):
-            return str(value)
-        return _convert(json_default(value), active, depth + 1)
-    finally:
-        active.discard(marker)
+    if isinstance(value, Decimal):
+        return str(value)
+    return json_default(value)
+
+
+def _bson_key(key: object) -> str:
+    return _clean_str(dict_key(key)).replace("\x00", "\ufffd")
 
 
 def _document(event: Event) -> dict[str, Any]:
@@ -145,7 +130,9 @@ def to_document(event: Event) -> dict[str, Any]:
 
     Since 0.1.
     """
-    converted: dict[str, Any] = _convert(_document(event), set(), 0)
+    converted: dict[str, Any] = walk(
+        _document(event), _bson_leaf, key=_bson_key, max_depth=_MAX_DEPTH
+    )
     return converted
 
 

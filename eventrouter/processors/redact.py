@@ -1,7 +1,4 @@
-"""Redact: replace personal or secret values before events leave the process.
-
-Since 0.1.
-"""
+"""Redact: replace personal or secret values before events leave the process."""
 
 from __future__ import annotations
 
@@ -20,6 +17,9 @@ __all__ = ["Redact"]
 logger = logging.getLogger(__name__)
 
 _SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+_CONTAINERS: frozenset[type] = frozenset({dict, list})
+_MAX_DECISIONS = 4096
+"""How many distinct keys' decisions a Redact remembers before starting afresh."""
 
 
 class Redact:
@@ -51,11 +51,9 @@ class Redact:
         TypeError: ``fields`` or ``patterns`` is a bare string.
         ValueError: a path or pattern is invalid, or neither ``fields`` nor ``patterns`` is
             given.
-
-    Since 0.1.
     """
 
-    __slots__ = ("_keys", "_paths", "replacement")
+    __slots__ = ("_decisions", "_keys", "_paths", "replacement")
 
     def __init__(
         self,
@@ -66,7 +64,10 @@ class Redact:
         for option, value in (("fields", fields), ("patterns", patterns)):
             refuse_bare_string(option, value)
         self._paths: tuple[ParsedPath, ...] = tuple(each_item("fields", fields or (), parse_path))
-        self._keys = PatternSet(patterns, ignore_case=True, dotted=False) if patterns else None
+        self._keys = (
+            PatternSet(patterns, ignore_case=True, dotted=False, cache_size=0) if patterns else None
+        )
+        self._decisions: dict[Any, bool] = {}
         if not self._paths and self._keys is None:
             raise OptionError(
                 "fields", "Redact needs `fields`, `patterns`, or both: nothing to redact"
@@ -124,11 +125,17 @@ class Redact:
             return node
         if type(node) is dict or isinstance(node, Mapping):
             seen.add(id(node))
+            decisions = self._decisions
             changes: list[tuple[Any, Any]] | None = None
             for key, value in node.items():
-                if isinstance(key, str) and self._keys is not None and self._keys.matches(key):
+                hit = decisions.get(key)
+                if hit is None:
+                    hit = self._decide(key)
+                if hit:
                     new = self.replacement
-                elif type(value) not in _SCALARS and isinstance(value, (Mapping, list, tuple)):
+                elif type(value) in _CONTAINERS or (
+                    type(value) not in _SCALARS and isinstance(value, (Mapping, list, tuple))
+                ):
                     new = self._redact_keys(value, seen)
                 else:
                     continue
@@ -141,9 +148,21 @@ class Redact:
         elif isinstance(node, (list, tuple)):
             seen.add(id(node))
             for item_index, child in enumerate(node):
-                if type(child) not in _SCALARS and isinstance(child, (Mapping, list, tuple)):
+                if type(child) in _CONTAINERS or (
+                    type(child) not in _SCALARS and isinstance(child, (Mapping, list, tuple))
+                ):
                     node = _replace_item(node, item_index, child, self._redact_keys(child, seen))
         return node
+
+    def _decide(self, key: Any) -> bool:
+        """Whether ``key`` is redacted, remembered for the next events (keys repeat)."""
+        assert self._keys is not None
+        hit = self._keys.matches(key)
+        decisions = self._decisions
+        if len(decisions) >= _MAX_DECISIONS:
+            decisions.clear()
+        decisions[key] = hit
+        return hit
 
     def __repr__(self) -> str:
         fields = [format_path(path) for path in self._paths]
@@ -152,7 +171,7 @@ class Redact:
 
 
 def _assign(node: Mapping[Any, Any], key: Any, value: Any, path: ParsedPath | None) -> None:
-    if not isinstance(node, MutableMapping):
+    if type(node) is not dict and not isinstance(node, MutableMapping):
         where = format_path(path) if path is not None else repr(key)
         raise TypeError(f"cannot redact {where}: {type(node).__name__} is read-only")
     node[key] = value

@@ -255,7 +255,6 @@ def test_the_tracking_log_gets_the_same_events_as_from_event_tracking(
     ]
 
 
-@pytest.mark.xfail(strict=False, reason="needs logger (oversize='drop' on the whole line)")
 @pytest.mark.usefixtures("stand_ins")
 def test_an_event_over_max_event_size_is_dropped_as_event_tracking_dropped_it(
     tracking_log: Lines, monkeypatch: pytest.MonkeyPatch
@@ -271,7 +270,6 @@ def test_an_event_over_max_event_size_is_dropped_as_event_tracking_dropped_it(
     ]
 
 
-@pytest.mark.xfail(strict=False, reason="needs logger (line_format='event-tracking')")
 @pytest.mark.usefixtures("stand_ins")
 def test_the_tracking_log_lines_are_event_trackings_lines_with_the_id_last(
     tracking_log: Lines, monkeypatch: pytest.MonkeyPatch
