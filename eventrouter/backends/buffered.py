@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import inspect
 import logging
 import os
 import pickle
@@ -96,16 +95,6 @@ class _Throttle:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _accepts_timeout(method: Callable[..., Any]) -> bool:
-    try:
-        parameters = inspect.signature(method).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(
-        p.name == "timeout" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in parameters
-    )
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -236,6 +225,7 @@ class BufferedBackend:
         self._closed = False
         self._deadline: float | None = None
         self._abandoned = False
+        self._finished = threading.Event()
         self._received = 0
         self._queued = 0
         self._delivered = 0
@@ -629,7 +619,7 @@ class BufferedBackend:
         inner = getattr(self.backend, "flush", None)
         if done and callable(inner):
             try:
-                inner(lifecycle.remaining(deadline))
+                lifecycle.with_timeout(inner)(lifecycle.remaining(deadline))
             except Exception as exc:
                 log.error("flushing %r failed: %s", self.path, type(exc).__name__)
         return done
@@ -658,25 +648,37 @@ class BufferedBackend:
 
     def _finish_close(self, deadline: float | None) -> None:
         with self._lock:
-            if self._closed:
-                return
+            closed = self._closed
             worker = self._worker
+        if closed:  # closed, or closing in another thread: wait for it to finish
+            self._finished.wait(lifecycle.remaining(deadline))
+            return
         if worker is not None and worker.is_alive():
             worker.join(lifecycle.remaining(deadline))
         with self._lock:
-            if self._closed:
-                return
+            already = self._closed
             self._closed = True
-            leftovers = list(self._queue)
+            leftovers = [] if already else list(self._queue)
             self._queue.clear()
             self._bytes = 0
-            in_flight = [item for item in self._flight if not item.settled]
+            in_flight = [] if already else [item for item in self._flight if not item.settled]
             for item in in_flight:
                 item.settled = True
             self._abandoned = True
             self._wake.notify_all()
             self._room.notify_all()
             self._settled.notify_all()
+        if already:
+            self._finished.wait(lifecycle.remaining(deadline))
+            return
+        try:
+            self._settle_at_close(leftovers, in_flight, deadline)
+        finally:
+            self._finished.set()
+
+    def _settle_at_close(
+        self, leftovers: list[_Entry], in_flight: list[_Item], deadline: float | None
+    ) -> None:
         lifecycle.untrack(self)
         if in_flight:
             events = [_event_of(item) for item in in_flight]
@@ -694,10 +696,7 @@ class BufferedBackend:
         close = getattr(self.backend, "close", None)
         if self._close_backend and callable(close):
             try:
-                if _accepts_timeout(close):
-                    close(timeout=lifecycle.remaining(deadline))
-                else:
-                    close()
+                lifecycle.with_timeout(close)(lifecycle.remaining(deadline))
             except Exception as exc:
                 log.error("closing %r failed: %s", self.path, type(exc).__name__)
 
