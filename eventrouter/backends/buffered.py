@@ -36,7 +36,7 @@ from typing import Any, Final
 from eventrouter import _fork, lifecycle
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.encoding import dumps
-from eventrouter.errors import DeliveryError, OptionError
+from eventrouter.errors import DeliveryError, OptionError, OptionTypeError
 from eventrouter.typing import Backend, Event
 
 __all__ = ["WHEN_FULL", "BufferedBackend"]
@@ -163,15 +163,21 @@ class BufferedBackend:
             ("batch_size", batch_size, 1),
             ("max_retries", max_retries, 0),
         ):
-            if type(value) is not int or value < low:
-                raise OptionError(option, f"expected an int >= {low}, got {value!r}")
+            if type(value) is not int:
+                raise OptionTypeError(option, f"{option} must be an int, not {value!r}")
+            if value < low:
+                raise OptionError(option, f"{option} must be {low} or more, not {value!r}")
         for option, number in (
             ("flush_interval", flush_interval),
             ("retry_deadline", retry_deadline),
             ("block_timeout", block_timeout),
         ):
-            if not _is_number(number) or number < 0:
-                raise OptionError(option, f"expected a number of seconds >= 0, got {number!r}")
+            if not _is_number(number):
+                raise OptionTypeError(
+                    option, f"{option} must be seconds (a number), not {number!r}"
+                )
+            if number < 0:
+                raise OptionError(option, f"{option} must be 0 seconds or more, not {number!r}")
         if (
             isinstance(backoff, str | bytes)
             or not isinstance(backoff, Sequence)
@@ -180,11 +186,12 @@ class BufferedBackend:
             or backoff[0] > backoff[1]
         ):
             raise OptionError(
-                "backoff", f"expected [base, cap] seconds with 0 <= base <= cap, got {backoff!r}"
+                "backoff",
+                f"backoff must be [base, cap] seconds with 0 <= base <= cap, not {backoff!r}",
             )
         if when_full not in WHEN_FULL:
             raise OptionError(
-                "when_full", f"expected one of {', '.join(WHEN_FULL)}, got {when_full!r}"
+                "when_full", f"when_full must be one of {', '.join(WHEN_FULL)}, not {when_full!r}"
             )
         if dead_letter is not None and not isinstance(dead_letter, DeadLetterFile):
             dead_letter = DeadLetterFile(dead_letter)
