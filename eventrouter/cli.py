@@ -231,6 +231,8 @@ def _label(node: ConfigNode, *, show_options: bool = True) -> Text:
         for key, value in node.shown_options().items():
             text.append(f"  {key}=", style="cyan")
             text.append(value)
+    if node.buffered is not None:
+        text.append("  (buffered)", style="green")
     if not node.enabled:
         text.append("  [disabled]", style="bold yellow")
         text.stylize("dim")
