@@ -283,7 +283,7 @@ class BufferedBackend:
                 reason = ""
             else:
                 reason = self._make_room(size)
-            if not reason:
+            if not reason or reason == "drop_oldest":
                 self._queue.append((payload, size, now))
                 self._bytes += size
                 self._queued += 1
@@ -292,14 +292,16 @@ class BufferedBackend:
                     self._wake.notify()
                 if self._worker is None:
                     self._start_worker()
-                return
-        if reason == "drop_newest":
+        if not reason:
+            return
+        if reason in ("drop_oldest", "drop_newest"):  # logged outside the lock
             self._log_full(reason)
         else:
             self._reject(event, reason)
 
     def _make_room(self, size: int) -> str:
-        """With the lock held and the queue full: ``""`` once there is room, else a reason."""
+        """With the lock held and the queue full: ``""`` (or ``"drop_oldest"``) once there is
+        room for the event, else the reason it cannot be queued."""
         if self.when_full == "drop_oldest":
             dropped = 0
             while self._queue and (
@@ -309,8 +311,7 @@ class BufferedBackend:
                 self._bytes -= old_size
                 dropped += 1
             self._dropped["drop_oldest"] = self._dropped.get("drop_oldest", 0) + dropped
-            self._log_full("drop_oldest")
-            return ""
+            return "drop_oldest"  # there is room now, made by dropping
         if self.when_full == "drop_newest":
             self._dropped["drop_newest"] = self._dropped.get("drop_newest", 0) + 1
             return "drop_newest"
