@@ -52,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     _setup_logging(args.verbose)
-    previous = _on_sigterm_interrupt()
+    _signals_received.clear()
+    previous = _on_sigterm_interrupt() if args.run in (_route, _replay) else None
     try:
         status: int = args.run(args)
     except ConfigError as exc:
@@ -81,7 +82,6 @@ _signals_received: list[int] = []
 
 def _on_sigterm_interrupt() -> Any:
     """Make SIGTERM interrupt like Ctrl-C; returns the previous handler (``None``: unchanged)."""
-    _signals_received.clear()
     if threading.current_thread() is not threading.main_thread():
         return None
 
