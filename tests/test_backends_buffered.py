@@ -146,6 +146,8 @@ def test_a_poison_event_does_not_take_its_batch_down(tmp_path: Path) -> None:
     assert_accounted(node, ids, backend.ids, tmp_path / "dl")
     assert dead_ids(tmp_path / "dl") == [poison["id"]]
     assert backend.calls <= 2 * 7 + 2  # bisecting: about 2 log2(64) calls, not 64
+    [record] = list(read_dead_letters(tmp_path / "dl"))
+    assert record["attempts"] >= 6  # every call it took part in, from the whole batch down
 
 
 def test_a_backend_without_send_batch_is_sent_event_by_event(tmp_path: Path) -> None:

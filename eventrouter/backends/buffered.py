@@ -56,6 +56,9 @@ _PICKLE = pickle.HIGHEST_PROTOCOL
 # JSON encoding).
 _Entry = tuple[Any, int, float]
 
+# Events to try together: (items, attempts so far, first failure, its time.monotonic()).
+_Part = tuple[list["_Item"], int, dt.datetime | None, float]
+
 
 class _Item:
     """An event taken off the queue, until it is settled (delivered or given up)."""
@@ -431,16 +434,24 @@ class BufferedBackend:
                 self._settle_failed([item], "Undecodable", 0, None, None)
                 continue
             ready.append(item)
-        parts: list[tuple[list[_Item], int]] = [(ready, 0)] if ready else []
-        while parts:
-            part, attempts = parts.pop()
-            parts.extend(self._attempt(part, attempts))
+        parts: list[_Part] = [(ready, 0, None, 0.0)] if ready else []
+        while parts and not self._abandoned:
+            part, attempts, first, started = parts.pop()
+            part = [item for item in part if not item.settled]
+            if part:
+                parts.extend(self._attempt(part, attempts, first, started))
 
-    def _attempt(self, items: list[_Item], attempts: int) -> list[tuple[list[_Item], int]]:
-        """Deliver ``items`` with retries; returns halves of a batch to try separately."""
-        first: dt.datetime | None = None
-        started = 0.0
+    def _attempt(
+        self, items: list[_Item], attempts: int, first: dt.datetime | None, started: float
+    ) -> list[_Part]:
+        """Deliver ``items`` with retries; returns halves of a batch to try separately.
+
+        ``attempts``, ``first`` (failure) and ``started`` (its monotonic time) carry over
+        from the batch a half was split from.
+        """
         while True:
+            if self._abandoned:  # close() gave up on these: they are in the dead letter
+                return []
             failures = self._call(items)
             attempts += 1
             if not failures:
@@ -456,7 +467,10 @@ class BufferedBackend:
                     # A batch failed for good: maybe one poison event; try each half alone.
                     failed = [i for i, _ in failures]
                     middle = len(failed) // 2
-                    return [(failed[middle:], attempts), (failed[:middle], attempts)]
+                    return [
+                        (failed[middle:], attempts, first, started),
+                        (failed[:middle], attempts, first, started),
+                    ]
                 else:
                     self._settle_failed([item], type(exc).__name__, attempts, first, now)
             if not retry:
