@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/routing.py
 	$(BIN)/python benchmarks/mongodb.py
 	$(BIN)/python benchmarks/end_to_end.py
+	$(BIN)/python benchmarks/emit_latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -213,8 +213,13 @@ class DeliveryError(EventRouterError):
     Attributes:
         retryable: ``True`` when trying again later may succeed (a server down, a timeout,
             a 5xx answer); ``False`` when it never will (a rejected document, bad credentials).
+        retry_after: seconds the peer asked us to wait before trying again (an HTTP
+            ``Retry-After``), or ``None``; a buffered node waits at least that long.
     """
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool = True, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after

@@ -21,6 +21,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -79,6 +80,7 @@ class LineFile:
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._pending_lines = 0
+        self._waiting_since = 0.0  # monotonic time the oldest waiting line was accepted
         self._failing = False
         self._room = 0
         _fork.register(self)
@@ -100,6 +102,7 @@ class LineFile:
             self._pending_lines += 1
             self.lines += 1
         if size == len(data):  # the first line waiting
+            self._waiting_since = time.monotonic()
             _timer.ensure_running()
 
     def write(self, lines: list[str]) -> None:
@@ -138,6 +141,7 @@ class LineFile:
         if self.flush_interval <= 0 or self._pending_size >= _CHUNK:
             self._write_pending()
         elif first:
+            self._waiting_since = time.monotonic()
             _timer.ensure_running()
         self._update_room()
 
@@ -194,6 +198,10 @@ class LineFile:
             fd, self._fd = self._fd, -1
             self._room = 0
             os.close(fd)
+
+    def due(self) -> float | None:
+        """When the waiting lines must reach the OS (monotonic), ``None`` if none wait."""
+        return self._waiting_since + self.flush_interval if self._pending else None
 
     def _drop_pending(self) -> None:
         self._pending = []
@@ -290,13 +298,26 @@ class _Timer:
 
     def _run(self, pid: int) -> None:
         while self._pid == pid:
-            self._wake.wait(self._interval())
+            self._wake.wait(self._flush_due())
             self._wake.clear()
-            self.flush_all()
 
-    def _interval(self) -> float:
+    def _flush_due(self) -> float:
+        """Write the files whose oldest waiting line has waited its file's interval; return
+        how long to sleep until the next one is due. Each file keeps its own interval: a
+        file with a long one is not written early because another's is short."""
         with self._lock:  # no reference kept while waiting: files must be free to go
-            return min((f.flush_interval for f in self._files if f.flush_interval > 0), default=1.0)
+            files = list(self._files)
+        now = time.monotonic()
+        sleep = 1.0
+        for file in files:
+            due = file.due()
+            if due is None:
+                continue
+            if due <= now:
+                file.flush()
+            else:
+                sleep = min(sleep, due - now)
+        return max(sleep, 0.001)
 
     def flush_all(self) -> None:
         """Write every file's waiting lines (at interpreter exit)."""

@@ -23,6 +23,7 @@ from eventrouter import _fork
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.errors import EventEmissionExit, EventRouterError, is_veto
 from eventrouter.event import copy_event
+from eventrouter.lifecycle import run_within, with_timeout
 from eventrouter.typing import Backend, Event, Processor
 
 __all__ = ["BackendMap", "ProcessorList", "RoutingBackend"]
@@ -492,7 +493,7 @@ class RoutingBackend:
             path = self._child_path(name)
             if self.dead_letter is None:
                 outcome = "not kept: give the router a dead_letter file to keep such events"
-            elif self.dead_letter.write(event, backend=path, error=exc):
+            elif self.dead_letter.write(event, destination=path, error=exc):
                 outcome = f"written to {self.dead_letter.path}"
             else:
                 outcome = f"LOST: the dead-letter file {self.dead_letter.path} cannot be written"
@@ -521,7 +522,7 @@ class RoutingBackend:
             dead_letter = self.dead_letter
             if dead_letter is not None and isinstance(event, dict):
                 try:
-                    written = dead_letter.write(event, backend=self.path, error=exc)
+                    written = dead_letter.write(event, destination=self.path, error=exc)
                 except Exception:
                     written = False
                 kept = (
@@ -594,28 +595,29 @@ class RoutingBackend:
         return out
 
     def flush(self, timeout: float | None = None) -> None:
-        """Ask every backend that buffers to deliver what it holds (depth-first)."""
+        """Ask every backend that buffers to deliver what it holds, all side by side,
+        within ``timeout`` seconds in all (``None``: as long as they take)."""
         with self._lock:
             children = list(self._backends.items())
-        for name, backend in children:
-            flush = getattr(backend, "flush", None)
-            if callable(flush):
-                try:
-                    flush(timeout)
-                except Exception as exc:
-                    log.error("flushing backend %r failed: %s", name, _summary(exc))
+        calls = [
+            (f"flushing backend {name!r}", with_timeout(flush))
+            for name, backend in children
+            if callable(flush := getattr(backend, "flush", None))
+        ]
+        run_within(calls, timeout)
 
-    def close(self) -> None:
-        """Close every backend that has a ``close()``; errors are logged, not raised."""
+    def close(self, timeout: float | None = None) -> None:
+        """Close every backend that has a ``close()``, all side by side, within ``timeout``
+        seconds in all; a ``close`` that takes a ``timeout`` is given the time left.
+        Errors are logged, not raised; a close still running at the deadline is left behind."""
         with self._lock:
             children = list(self._backends.items())
-        for name, backend in children:
-            close = getattr(backend, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception as exc:
-                    log.error("closing backend %r failed: %s", name, _summary(exc))
+        calls = [
+            (f"closing backend {name!r}", with_timeout(close))
+            for name, backend in children
+            if callable(close := getattr(backend, "close", None))
+        ]
+        run_within(calls, timeout)
 
     def __repr__(self) -> str:
         return (
@@ -627,7 +629,3 @@ class RoutingBackend:
 def _is_own_error(exc: Exception) -> bool:
     """Our own errors' messages are written to be safe to log (no event data)."""
     return isinstance(exc, EventRouterError)
-
-
-def _summary(exc: Exception) -> str:
-    return f"{type(exc).__name__} ({exc})" if _is_own_error(exc) else type(exc).__name__
