@@ -12,6 +12,7 @@ __all__ = [
     "EventEmissionExit",
     "EventRouterError",
     "MissingExtraError",
+    "PartialDeliveryError",
     "TrackerNotRegisteredError",
 ]
 
@@ -101,3 +102,20 @@ class DeliveryError(EventRouterError):
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class PartialDeliveryError(DeliveryError):
+    """Some events of a batch failed; every other event of that batch was delivered.
+
+    A backend's ``send_batch(events)`` raises it so that its caller retries or dead-letters
+    only the events that failed, instead of the whole batch.
+
+    Attributes:
+        failed: the positions, in the ``events`` given to ``send_batch``, of the events that
+            were not delivered (ascending, at least one).
+        retryable: whether sending those events again later may succeed.
+    """
+
+    def __init__(self, message: str, *, failed: Sequence[int], retryable: bool = False) -> None:
+        super().__init__(message, retryable=retryable)
+        self.failed: tuple[int, ...] = tuple(sorted(failed))
