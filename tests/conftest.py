@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -184,6 +185,61 @@ def mongo_client(mongo_uri: str) -> Iterator[Any]:
     client.close()
 
 
+class RestartableMongo:
+    """An nx-27017 server of one test's own, on a free port, that the test can stop and start.
+
+    Its data is in a file, so what was stored before :meth:`stop` is there after
+    :meth:`start`. Always nx-27017 (even with ``EVENTROUTER_MONGO_URI`` set): the test must
+    control the process.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.uri = f"mongodb://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server and return once it answers ``ping``."""
+        command = [
+            nx_27017_command(),
+            "--db",
+            str(self.folder / "data.db"),
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "--log-file",
+            str(self.folder / "server.log"),
+            "--pid-file",
+            str(self.folder / "server.pid"),
+        ]
+        with (self.folder / "stdout.log").open("ab") as output:
+            self._process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        wait_for_ping(self.uri, self._process, self.folder / "stdout.log")
+
+    def stop(self) -> None:
+        """Stop the server (its port then refuses connections)."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def restartable_mongo(tmp_path: Path) -> Iterator[RestartableMongo]:
+    """A running nx-27017 server that this test may stop and start again."""
+    server = RestartableMongo(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
 # -- Segment ------------------------------------------------------------------------------
 
 
@@ -200,13 +256,17 @@ class SegmentIngest:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.arrived = 0
-        self._failures: list[int] = []
+        self.resets = 0
+        self._failures: list[tuple[int, str | None]] = []
         self._lock = threading.Condition()
+        self._resets_pending = 0
         self._open = threading.Event()
         self._open.set()
         ingest = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as Segment's API does
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length)
@@ -214,11 +274,21 @@ class SegmentIngest:
                     raw = gzip.decompress(raw)
                 ingest._arrive()
                 ingest._open.wait(STARTUP_TIMEOUT)
-                status = ingest._record(self.path, dict(self.headers.items()), raw)
+                if ingest._take_reset():
+                    # Close with SO_LINGER 0: the client sees "connection reset by peer".
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                status, retry_after = ingest._record(self.path, dict(self.headers.items()), raw)
                 body = b"{}" if status == 200 else b'{"code":"server","message":"failing"}'
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -231,14 +301,22 @@ class SegmentIngest:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
-    def _record(self, path: str, headers: dict[str, str], raw: bytes) -> int:
+    def _record(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, str | None]:
         with self._lock:
             if path != "/v1/batch":
-                return 404
-            status = self._failures.pop(0) if self._failures else 200
+                return 404, None
+            status, retry_after = self._failures.pop(0) if self._failures else (200, None)
             self.requests.append({"headers": headers, "body": json.loads(raw), "status": status})
             self._lock.notify_all()
-            return status
+            return status, retry_after
+
+    def _take_reset(self) -> bool:
+        with self._lock:
+            if self._resets_pending:
+                self._resets_pending -= 1
+                self.resets += 1
+                return True
+            return False
 
     def _arrive(self) -> None:
         with self._lock:
@@ -260,10 +338,15 @@ class SegmentIngest:
             if not self._lock.wait_for(lambda: self.arrived >= count, timeout):
                 pytest.fail(f"expected {count} requests to arrive, got {self.arrived}")
 
-    def fail_next(self, times: int, status: int = 503) -> None:
-        """Answer the next ``times`` batch requests with ``status``."""
+    def fail_next(self, times: int, status: int = 503, retry_after: str | None = None) -> None:
+        """Answer the next ``times`` batch requests with ``status`` (and a ``Retry-After``)."""
         with self._lock:
-            self._failures.extend([status] * times)
+            self._failures.extend([(status, retry_after)] * times)
+
+    def reset_next(self, times: int) -> None:
+        """Reset the connection of the next ``times`` requests instead of answering them."""
+        with self._lock:
+            self._resets_pending += times
 
     def reset(self) -> None:
         """Forget the recorded requests and pending failures; stop holding requests."""
@@ -271,6 +354,8 @@ class SegmentIngest:
         with self._lock:
             self.requests.clear()
             self.arrived = 0
+            self.resets = 0
+            self._resets_pending = 0
             self._failures.clear()
 
     @property

@@ -20,7 +20,12 @@ from eventrouter.encoding import (
     parse_timestamp,
     unique_key,
 )
-from eventrouter.errors import DeliveryError, MissingExtraError, PartialDeliveryError
+from eventrouter.errors import (
+    DeliveryError,
+    MissingExtraError,
+    OptionError,
+    PartialDeliveryError,
+)
 from eventrouter.typing import Event
 
 if TYPE_CHECKING:
@@ -227,7 +232,7 @@ class MongoBackend:
 
     Raises:
         MissingExtraError: pymongo is not installed.
-        ValueError: an option is unknown to pymongo or has the wrong type or value.
+        OptionError: an option is unknown to pymongo or has the wrong type or value.
     """
 
     def __init__(
@@ -245,16 +250,16 @@ class MongoBackend:
         if not _HAVE_PYMONGO:
             raise MissingExtraError("the MongoDB backend", "mongo", "pymongo")
         if indexes not in INDEX_LAYOUTS:
-            raise ValueError(
-                f"indexes must be one of {', '.join(map(repr, INDEX_LAYOUTS))}, got {indexes!r}"
+            raise OptionError(
+                "indexes", f"choose one of {', '.join(map(repr, INDEX_LAYOUTS))}, not {indexes!r}"
             )
         if (
             isinstance(timeout, bool)
             or not isinstance(timeout, int | float)
             or not 0 < timeout < float("inf")
         ):
-            raise ValueError(
-                f"timeout must be a positive number of seconds, got {type(timeout).__name__}"
+            raise OptionError(
+                "timeout", f"give a positive number of seconds, not {type(timeout).__name__}"
             )
         self.uri = uri
         self.database_name = database
@@ -269,7 +274,7 @@ class MongoBackend:
                 pymongo_common.validate(option, value)
             except (mongo_errors.ConfigurationError, ValueError, TypeError) as exc:
                 # pymongo's messages name the option and what it wants, never the value.
-                raise ValueError(f"MongoDB client option {option!r}: {exc}") from None
+                raise OptionError(option, f"MongoDB client option: {exc}") from None
         lowered = uri.lower()
         given = {option.lower() for option in options}
         defaults = {
