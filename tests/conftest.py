@@ -282,6 +282,7 @@ class SegmentIngest:
         self.requests: list[dict[str, Any]] = []
         self.arrived = 0
         self.resets = 0
+        self.generation = 0
         self._failures: list[tuple[int, str | None]] = []
         self._lock = threading.Condition()
         self._resets_pending = 0
@@ -297,8 +298,11 @@ class SegmentIngest:
                 raw = self.rfile.read(length)
                 if self.headers.get("Content-Encoding") == "gzip":
                     raw = gzip.decompress(raw)
-                ingest._arrive()
+                generation = ingest._arrive()
                 ingest._open.wait(STARTUP_TIMEOUT)
+                if ingest.generation != generation:  # held over from an earlier test
+                    self.close_connection = True
+                    return
                 if ingest._take_reset():
                     # Close with SO_LINGER 0: the client sees "connection reset by peer".
                     self.connection.setsockopt(
@@ -343,10 +347,11 @@ class SegmentIngest:
                 return True
             return False
 
-    def _arrive(self) -> None:
+    def _arrive(self) -> int:
         with self._lock:
             self.arrived += 1
             self._lock.notify_all()
+            return self.generation
 
     def hold(self) -> None:
         """Keep requests waiting, unanswered, until :meth:`release` (at most a minute)."""
@@ -374,14 +379,17 @@ class SegmentIngest:
             self._resets_pending += times
 
     def reset(self) -> None:
-        """Forget the recorded requests and pending failures; stop holding requests."""
-        self._open.set()
+        """Forget the recorded requests and pending failures; stop holding requests.
+
+        Requests still held from before are then dropped unanswered and unrecorded."""
         with self._lock:
             self.requests.clear()
             self.arrived = 0
             self.resets = 0
             self._resets_pending = 0
             self._failures.clear()
+            self.generation += 1
+        self._open.set()
 
     @property
     def messages(self) -> list[dict[str, Any]]:
