@@ -6,6 +6,7 @@ import copy
 import datetime as dt
 import email.utils
 import logging
+import subprocess
 import sys
 import threading
 import types
@@ -649,3 +650,37 @@ def test_the_documentations_python_blocks_run(
     code: str, analytics_settings: types.SimpleNamespace
 ) -> None:
     exec(compile(code, str(DOCS), "exec"), {})
+
+
+@pytest.mark.parametrize(("header", "expected"), [("9999", 300.0), ("soon", None), ("0", 0.0)])
+def test_retry_after_is_capped_and_ignored_when_unreadable(
+    make_backend: Factory, segment_ingest: SegmentIngest, header: str, expected: float | None
+) -> None:
+    segment_ingest.fail_next(1, status=429, retry_after=header)
+    with pytest.raises(DeliveryError) as raised:
+        make_backend().send(event())
+    assert raised.value.retry_after == expected
+
+
+EXIT_SCRIPT = """
+import sys
+
+from eventrouter import build_event
+from eventrouter.backends.buffered import BufferedBackend
+from eventrouter.backends.segment import SegmentBackend
+
+host, count = sys.argv[1], int(sys.argv[2])
+node = BufferedBackend(SegmentBackend(write_key="k", host=host), flush_interval=30.0)
+for n in range(count):
+    node.send(build_event("exit.test", {"n": n}, context={"user_id": 1}))
+# no flush(), no close(): the interpreter exits with the events still queued
+"""
+
+
+def test_events_queued_in_a_buffered_node_at_exit_are_delivered_once(
+    segment_ingest: SegmentIngest, tmp_path: Path
+) -> None:
+    script = tmp_path / "exit_script.py"
+    script.write_text(EXIT_SCRIPT, encoding="utf-8")
+    subprocess.run([sys.executable, str(script), segment_ingest.url, "45"], check=True, timeout=120)
+    assert sorted(m["properties"]["data"]["n"] for m in segment_ingest.messages) == list(range(45))
