@@ -20,15 +20,18 @@ from eventrouter.errors import (
     EventEmissionExit,
     EventRouterError,
     MissingExtraError,
+    OptionError,
     TrackerNotRegisteredError,
 )
 from eventrouter.event import build_event, copy_event
+from eventrouter.lifecycle import install_signal_handlers
 from eventrouter.tracker import Tracker, emit, get_tracker, register_tracker
 
 if TYPE_CHECKING:
     from eventrouter.config import load
 
-__version__ = "0.1.0"
+    __version__: str
+    """The installed version of eventrouter (from the package's metadata)."""
 
 __all__ = [
     "ConfigError",
@@ -37,6 +40,7 @@ __all__ = [
     "EventRouterError",
     "MemoryBackend",
     "MissingExtraError",
+    "OptionError",
     "RoutingBackend",
     "Tracker",
     "TrackerNotRegisteredError",
@@ -45,6 +49,7 @@ __all__ = [
     "copy_event",
     "emit",
     "get_tracker",
+    "install_signal_handlers",
     "load",
     "register_tracker",
     "tracker",
@@ -57,4 +62,14 @@ def __getattr__(name: str) -> Any:
         from eventrouter.config import load
 
         return load
+    # Reading the package metadata scans sys.path: do it only when someone asks.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("eventrouter")
+        except PackageNotFoundError:  # a source tree that was never installed
+            found = "0+unknown"
+        globals()["__version__"] = found
+        return found
     raise AttributeError(f"module 'eventrouter' has no attribute {name!r}")

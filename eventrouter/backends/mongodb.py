@@ -251,7 +251,8 @@ class MongoBackend:
             raise MissingExtraError("the MongoDB backend", "mongo", "pymongo")
         if indexes not in INDEX_LAYOUTS:
             raise OptionError(
-                "indexes", f"choose one of {', '.join(map(repr, INDEX_LAYOUTS))}, not {indexes!r}"
+                "indexes",
+                f"indexes must be one of {', '.join(map(repr, INDEX_LAYOUTS))}, not {indexes!r}",
             )
         if (
             isinstance(timeout, bool)
@@ -259,7 +260,8 @@ class MongoBackend:
             or not 0 < timeout < float("inf")
         ):
             raise OptionError(
-                "timeout", f"give a positive number of seconds, not {type(timeout).__name__}"
+                "timeout",
+                f"timeout must be a positive number of seconds, not {type(timeout).__name__}",
             )
         self.uri = uri
         self.database_name = database
@@ -274,7 +276,7 @@ class MongoBackend:
                 pymongo_common.validate(option, value)
             except (mongo_errors.ConfigurationError, ValueError, TypeError) as exc:
                 # pymongo's messages name the option and what it wants, never the value.
-                raise OptionError(option, f"MongoDB client option: {exc}") from None
+                raise OptionError(option, f"MongoDB client option {option!r}: {exc}") from None
         lowered = uri.lower()
         given = {option.lower() for option in options}
         defaults = {

@@ -34,6 +34,7 @@ from eventrouter.errors import (
     DeliveryError,
     MissingExtraError,
     OptionError,
+    OptionTypeError,
     PartialDeliveryError,
 )
 from eventrouter.typing import Event
@@ -274,21 +275,22 @@ class SegmentBackend:
         if write_key is not None and (not isinstance(write_key, str) or not write_key):
             raise OptionError(
                 "write_key",
-                "give the Segment source's key as a non-empty string, or leave it out to use "
-                "analytics.write_key",
+                "write_key must be the Segment source's key, a non-empty string; or leave it "
+                "out to use analytics.write_key",
             )
         if host is not None and (not isinstance(host, str) or not host):
-            raise OptionError("host", "give a URL such as 'https://api.segment.io'")
+            raise OptionError("host", "host must be a URL such as 'https://api.segment.io'")
         if (
             isinstance(timeout, bool)
             or not isinstance(timeout, int | float)
             or not 0 < timeout < float("inf")
         ):
             raise OptionError(
-                "timeout", f"give a positive number of seconds, not {type(timeout).__name__}"
+                "timeout",
+                f"timeout must be a positive number of seconds, not {type(timeout).__name__}",
             )
         if on_error is not None and not callable(on_error):
-            raise OptionError("on_error", "give a callable on_error(exc, messages)")
+            raise OptionTypeError("on_error", "on_error must be a callable on_error(exc, messages)")
         self.write_key = write_key
         self.host = host
         self.anonymous = bool(anonymous)
