@@ -26,6 +26,7 @@ from conftest import (
 )
 from segment.analytics.consumer import Consumer
 
+import eventrouter
 import eventrouter.backends.segment as segment_module
 from eventrouter import DeliveryError, MissingExtraError, build_event
 from eventrouter.backends.buffered import BufferedBackend
@@ -684,3 +685,19 @@ def test_events_queued_in_a_buffered_node_at_exit_are_delivered_once(
     script.write_text(EXIT_SCRIPT, encoding="utf-8")
     subprocess.run([sys.executable, str(script), segment_ingest.url, "45"], check=True, timeout=120)
     assert sorted(m["properties"]["data"]["n"] for m in segment_ingest.messages) == list(range(45))
+
+
+def test_a_yaml_segment_node_is_buffered_and_delivers_users_events_once(
+    segment_ingest: SegmentIngest,
+) -> None:
+    options = {"write_key": WRITE_KEY, "host": segment_ingest.url}
+    tracker = eventrouter.load({"backends": {"segment": {"class": "segment", "options": options}}})
+    assert isinstance(tracker.get_backend("segment"), BufferedBackend)
+    with tracker.context("request", {"user_id": 3}):
+        for n in range(20):
+            tracker.emit("yaml.event", {"n": n})
+    tracker.emit("anonymous.event", {})  # no user: not sent
+    tracker.close(timeout=30)
+    messages = segment_ingest.messages
+    assert sorted(m["properties"]["data"]["n"] for m in messages) == list(range(20))
+    assert {m["userId"] for m in messages} == {"3"}
