@@ -17,6 +17,7 @@ __all__ = [
     "MissingExtraError",
     "OptionError",
     "OptionTypeError",
+    "PartialDeliveryError",
     "TrackerNotRegisteredError",
     "is_veto",
 ]
@@ -223,3 +224,27 @@ class DeliveryError(EventRouterError):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+class PartialDeliveryError(DeliveryError):
+    """Some events of a batch failed; every other event of that batch was delivered.
+
+    A backend's ``send_batch(events)`` raises it so that its caller retries or dead-letters
+    only the events that failed, instead of the whole batch.
+
+    Attributes:
+        failed: the positions, in the ``events`` given to ``send_batch``, of the events that
+            were not delivered (ascending, at least one).
+        retryable: whether sending those events again later may succeed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failed: Sequence[int],
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable, retry_after=retry_after)
+        self.failed: tuple[int, ...] = tuple(sorted(failed))

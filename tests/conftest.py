@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -73,6 +74,22 @@ def run_in_fork(child: Callable[[], int], timeout: float = STARTUP_TIMEOUT) -> i
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     pytest.fail(f"the forked child did not finish within {timeout} s (a deadlock?)")
+
+
+def python_blocks(markdown: Path) -> list[str]:
+    """The ```python blocks of a Markdown file (not ```python title="illustration" ones)."""
+    blocks: list[str] = []
+    current: list[str] | None = None
+    for line in markdown.read_text(encoding="utf-8").splitlines():
+        if current is None:
+            if line.strip() == "```python":
+                current = []
+        elif line.strip() == "```":
+            blocks.append("\n".join(current))
+            current = None
+        else:
+            current.append(line)
+    return blocks
 
 
 @contextlib.contextmanager
@@ -184,7 +201,71 @@ def mongo_client(mongo_uri: str) -> Iterator[Any]:
     client.close()
 
 
+class RestartableMongo:
+    """An nx-27017 server of one test's own, on a free port, that the test can stop and start.
+
+    Its data is in a file, so what was stored before :meth:`stop` is there after
+    :meth:`start`. Always nx-27017 (even with ``EVENTROUTER_MONGO_URI`` set): the test must
+    control the process.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.uri = f"mongodb://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server and return once it answers ``ping``."""
+        command = [
+            nx_27017_command(),
+            "--db",
+            str(self.folder / "data.db"),
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "--log-file",
+            str(self.folder / "server.log"),
+            "--pid-file",
+            str(self.folder / "server.pid"),
+        ]
+        with (self.folder / "stdout.log").open("ab") as output:
+            self._process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        wait_for_ping(self.uri, self._process, self.folder / "stdout.log")
+
+    def stop(self) -> None:
+        """Stop the server (its port then refuses connections)."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def restartable_mongo(tmp_path: Path) -> Iterator[RestartableMongo]:
+    """A running nx-27017 server that this test may stop and start again."""
+    server = RestartableMongo(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
 # -- Segment ------------------------------------------------------------------------------
+
+
+class _IngestServer(ThreadingHTTPServer):
+    """Stays quiet when a client hangs up first (a client timeout, a reset under test)."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class SegmentIngest:
@@ -200,50 +281,77 @@ class SegmentIngest:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.arrived = 0
-        self._failures: list[int] = []
+        self.resets = 0
+        self.generation = 0
+        self._failures: list[tuple[int, str | None]] = []
         self._lock = threading.Condition()
+        self._resets_pending = 0
         self._open = threading.Event()
         self._open.set()
         ingest = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as Segment's API does
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length)
                 if self.headers.get("Content-Encoding") == "gzip":
                     raw = gzip.decompress(raw)
-                ingest._arrive()
+                generation = ingest._arrive()
                 ingest._open.wait(STARTUP_TIMEOUT)
-                status = ingest._record(self.path, dict(self.headers.items()), raw)
+                if ingest.generation != generation:  # held over from an earlier test
+                    self.close_connection = True
+                    return
+                if ingest._take_reset():
+                    # Close with SO_LINGER 0: the client sees "connection reset by peer".
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                status, retry_after = ingest._record(self.path, dict(self.headers.items()), raw)
                 body = b"{}" if status == 200 else b'{"code":"server","message":"failing"}'
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
                 self.end_headers()
                 self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _IngestServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
-    def _record(self, path: str, headers: dict[str, str], raw: bytes) -> int:
+    def _record(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, str | None]:
         with self._lock:
             if path != "/v1/batch":
-                return 404
-            status = self._failures.pop(0) if self._failures else 200
+                return 404, None
+            status, retry_after = self._failures.pop(0) if self._failures else (200, None)
             self.requests.append({"headers": headers, "body": json.loads(raw), "status": status})
             self._lock.notify_all()
-            return status
+            return status, retry_after
 
-    def _arrive(self) -> None:
+    def _take_reset(self) -> bool:
+        with self._lock:
+            if self._resets_pending:
+                self._resets_pending -= 1
+                self.resets += 1
+                return True
+            return False
+
+    def _arrive(self) -> int:
         with self._lock:
             self.arrived += 1
             self._lock.notify_all()
+            return self.generation
 
     def hold(self) -> None:
         """Keep requests waiting, unanswered, until :meth:`release` (at most a minute)."""
@@ -260,18 +368,28 @@ class SegmentIngest:
             if not self._lock.wait_for(lambda: self.arrived >= count, timeout):
                 pytest.fail(f"expected {count} requests to arrive, got {self.arrived}")
 
-    def fail_next(self, times: int, status: int = 503) -> None:
-        """Answer the next ``times`` batch requests with ``status``."""
+    def fail_next(self, times: int, status: int = 503, retry_after: str | None = None) -> None:
+        """Answer the next ``times`` batch requests with ``status`` (and a ``Retry-After``)."""
         with self._lock:
-            self._failures.extend([status] * times)
+            self._failures.extend([(status, retry_after)] * times)
+
+    def reset_next(self, times: int) -> None:
+        """Reset the connection of the next ``times`` requests instead of answering them."""
+        with self._lock:
+            self._resets_pending += times
 
     def reset(self) -> None:
-        """Forget the recorded requests and pending failures; stop holding requests."""
-        self._open.set()
+        """Forget the recorded requests and pending failures; stop holding requests.
+
+        Requests still held from before are then dropped unanswered and unrecorded."""
         with self._lock:
             self.requests.clear()
             self.arrived = 0
+            self.resets = 0
+            self._resets_pending = 0
             self._failures.clear()
+            self.generation += 1
+        self._open.set()
 
     @property
     def messages(self) -> list[dict[str, Any]]:

@@ -1,12 +1,15 @@
-"""SegmentBackend: the real segment-analytics-python client posting to a local ingest server."""
+"""SegmentBackend: messages built by segment-analytics-python, posted to a local ingest server."""
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import email.utils
 import logging
 import subprocess
 import sys
+import threading
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,18 +17,22 @@ from typing import Any
 import pytest
 import segment.analytics
 from conftest import (
-    STARTUP_TIMEOUT,
     SegmentIngest,
     basic_auth,
     lock_held_elsewhere,
     needs_fork,
+    python_blocks,
     run_in_fork,
 )
+from segment.analytics.consumer import Consumer
 
+import eventrouter
 import eventrouter.backends.segment as segment_module
 from eventrouter import DeliveryError, MissingExtraError, build_event
-from eventrouter.backends.segment import CLOSE_TIMEOUT, SegmentBackend
+from eventrouter.backends.buffered import BufferedBackend
+from eventrouter.backends.segment import SegmentBackend
 from eventrouter.deadletter import DeadLetterFile, read_dead_letters
+from eventrouter.errors import OptionError, PartialDeliveryError
 from eventrouter.typing import Event
 
 WRITE_KEY = "test-write-key"
@@ -37,6 +44,12 @@ def event(name: str = "video.played", **context: Any) -> Event:
     return build_event(name, {"video": "intro"}, context=context or {"user_id": 7})
 
 
+def oversized(name: str = "too.big") -> Event:
+    big = event(name)
+    big["data"] = {"blob": "x" * 40_000}
+    return big
+
+
 @pytest.fixture
 def make_backend(segment_ingest: SegmentIngest) -> Iterator[Factory]:
     """Build backends posting to the test's ingest server; they are closed afterwards."""
@@ -44,8 +57,8 @@ def make_backend(segment_ingest: SegmentIngest) -> Iterator[Factory]:
 
     def make(**options: Any) -> SegmentBackend:
         options.setdefault("write_key", WRITE_KEY)
-        options.setdefault("upload_interval", 0.05)
-        backend = SegmentBackend(host=segment_ingest.url, **options)
+        options.setdefault("host", segment_ingest.url)
+        backend = SegmentBackend(**options)
         made.append(backend)
         return backend
 
@@ -54,61 +67,70 @@ def make_backend(segment_ingest: SegmentIngest) -> Iterator[Factory]:
         backend.close()
 
 
-def deliver(backend: SegmentBackend, *events: Event) -> None:
-    for one in events:
-        backend.send(one)
-    backend.flush()
+@pytest.fixture
+def analytics_settings(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
+    """segment.analytics' module settings, restored after the test."""
+    for name in ("write_key", "host", "debug", "on_error"):
+        monkeypatch.setattr(segment.analytics, name, getattr(segment.analytics, name))
+    monkeypatch.delitem(sys.modules, "analytics", raising=False)
+    return types.SimpleNamespace(module=segment.analytics)
 
 
-def test_events_reach_segment_as_track_messages(
+def message_ids(ingest: SegmentIngest) -> list[str]:
+    return [m["messageId"] for m in ingest.messages]
+
+
+# -- the messages -------------------------------------------------------------------------
+
+
+def test_a_batch_reaches_segment_as_track_messages_in_one_request(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
     events = [event("a.one"), event("a.two"), event("a.three")]
-    deliver(make_backend(), *events)
+    make_backend().send_batch(events)
+    assert len(segment_ingest.requests) == 1
     messages = segment_ingest.messages
     assert [m["type"] for m in messages] == ["track"] * 3
     assert [m["event"] for m in messages] == ["a.one", "a.two", "a.three"]
     assert [m["messageId"] for m in messages] == [e["id"] for e in events]
 
 
+def test_send_posts_a_batch_of_one(make_backend: Factory, segment_ingest: SegmentIngest) -> None:
+    sent = event()
+    make_backend().send(sent)
+    assert [r["body"]["batch"][0]["messageId"] for r in segment_ingest.requests] == [sent["id"]]
+
+
 def test_the_write_key_is_sent_as_basic_auth(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
-    deliver(make_backend(), event())
-    assert segment_ingest.requests[0]["headers"]["Authorization"] == basic_auth(WRITE_KEY)
+    make_backend().send(event())
+    request = segment_ingest.requests[0]
+    assert request["headers"]["Authorization"] == basic_auth(WRITE_KEY)
+    assert request["body"]["writeKey"] == WRITE_KEY
 
 
-def test_user_id_comes_from_the_context(
+def test_gzip_compresses_the_body(make_backend: Factory, segment_ingest: SegmentIngest) -> None:
+    make_backend(gzip=True).send(event())
+    assert segment_ingest.requests[0]["headers"]["Content-Encoding"] == "gzip"
+    assert len(segment_ingest.messages) == 1
+
+
+def test_user_id_comes_from_the_context_without_an_anonymous_id(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
-    deliver(make_backend(), event(user_id=42))
+    make_backend().send(event(user_id=42, session="s-1", anonymous_id="a-1"))
     (message,) = segment_ingest.messages
     assert message["userId"] == "42"
-    assert message["anonymousId"] is None
+    assert message["anonymousId"] is None  # event-tracking never sent one
 
 
-def test_anonymous_id_comes_from_context_anonymous_id(
-    make_backend: Factory, segment_ingest: SegmentIngest
-) -> None:
-    deliver(make_backend(), event(anonymous_id="anon-1", session="s-1"))
-    (message,) = segment_ingest.messages
-    assert message["anonymousId"] == "anon-1"
-    assert message["userId"] is None
-
-
-def test_anonymous_id_falls_back_to_the_session(
-    make_backend: Factory, segment_ingest: SegmentIngest
-) -> None:
-    deliver(make_backend(), event(session="s-1"))
-    assert segment_ingest.messages[0]["anonymousId"] == "s-1"
-
-
-def test_events_without_any_user_are_skipped_counted_and_logged_once(
+def test_events_without_a_user_are_skipped_counted_and_logged_once(
     make_backend: Factory, segment_ingest: SegmentIngest, caplog: pytest.LogCaptureFixture
 ) -> None:
     backend = make_backend()
     with caplog.at_level(logging.WARNING, logger="eventrouter.backends.segment"):
-        deliver(backend, event(ip="1.2.3.4"), event(ip="1.2.3.4"), event("with.user"))
+        backend.send_batch([event(session="s-1"), event(anonymous_id="a"), event("with.user")])
     assert [m["event"] for m in segment_ingest.messages] == ["with.user"]
     assert backend.stats()["skipped"] == 2
     skips = [r for r in caplog.records if r.name == "eventrouter.backends.segment"]
@@ -116,10 +138,38 @@ def test_events_without_any_user_are_skipped_counted_and_logged_once(
     assert "user_id" in skips[0].getMessage()
 
 
+def test_a_batch_of_only_skipped_events_posts_nothing(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    make_backend().send_batch([event(session="s-1"), event(ip="1.2.3.4")])
+    assert segment_ingest.arrived == 0
+
+
+def test_anonymous_sends_events_keyed_by_anonymous_id_or_session(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    make_backend(anonymous=True).send_batch(
+        [event(anonymous_id="a-1", session="s-1"), event(session="s-2"), event(ip="1.2.3.4")]
+    )
+    messages = segment_ingest.messages
+    assert [(m["userId"], m["anonymousId"]) for m in messages] == [
+        (None, "a-1"),
+        (None, "s-2"),
+    ]
+
+
+def test_anonymous_gives_users_events_the_session_as_anonymous_id(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    make_backend(anonymous=True).send(event(user_id=5, session="s-1"))
+    (message,) = segment_ingest.messages
+    assert (message["userId"], message["anonymousId"]) == ("5", "s-1")
+
+
 def test_ip_agent_and_google_analytics_id_go_into_segments_context(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
-    deliver(make_backend(), event(user_id=1, ip="203.0.113.9", agent="Firefox", client_id="GA1"))
+    make_backend().send(event(user_id=1, ip="203.0.113.9", agent="Firefox", client_id="GA1"))
     context = segment_ingest.messages[0]["context"]
     assert context["ip"] == "203.0.113.9"
     assert context["userAgent"] == "Firefox"
@@ -130,7 +180,7 @@ def test_page_comes_from_page_path_and_referer(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
     sent = event(user_id=1, page="https://x.org/p?q=1", path="/p", referer="https://r.org/")
-    deliver(make_backend(), sent)
+    make_backend().send(sent)
     assert segment_ingest.messages[0]["context"]["page"] == {
         "url": "https://x.org/p?q=1",
         "path": "/p",
@@ -141,7 +191,7 @@ def test_page_comes_from_page_path_and_referer(
 def test_page_url_is_built_from_host_and_path_when_page_is_absent(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
-    deliver(make_backend(), event(user_id=1, host="courses.example.org", path="/courses/x"))
+    make_backend().send(event(user_id=1, host="courses.example.org", path="/courses/x"))
     page = segment_ingest.messages[0]["context"]["page"]
     assert page == {"url": "https://courses.example.org/courses/x", "path": "/courses/x"}
 
@@ -150,9 +200,8 @@ def test_properties_are_the_whole_event(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
     sent = event(user_id=1)
-    deliver(make_backend(), sent)
-    properties = segment_ingest.messages[0]["properties"]
-    assert properties == {
+    make_backend().send(sent)
+    assert segment_ingest.messages[0]["properties"] == {
         "id": sent["id"],
         "name": "video.played",
         "timestamp": sent["timestamp"].isoformat(),
@@ -165,92 +214,276 @@ def test_properties_keep_both_values_of_keys_that_become_the_same_string(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
     sent = {**event(), "data": {1: "int key", "1": "str key"}}
-    deliver(make_backend(), sent)
+    make_backend().send(sent)
     assert segment_ingest.messages[0]["properties"]["data"] == {"1": "str key", "1~int": "int key"}
 
 
 def test_the_timestamp_is_the_events(make_backend: Factory, segment_ingest: SegmentIngest) -> None:
     sent = {**event(), "timestamp": dt.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=dt.UTC)}
-    deliver(make_backend(), sent)
+    make_backend().send(sent)
     assert segment_ingest.messages[0]["timestamp"] == "2024-05-01T12:00:00.250+00:00"
-
-
-def test_a_batch_is_retried_after_5xx_answers(
-    make_backend: Factory, segment_ingest: SegmentIngest
-) -> None:
-    segment_ingest.fail_next(2, status=503)
-    backend = make_backend()
-    sent = event()
-    deliver(backend, sent)
-    assert [r["status"] for r in segment_ingest.requests] == [503, 503, 200]
-    assert [m["messageId"] for m in segment_ingest.messages] == [sent["id"]]
-    assert backend.stats()["failed"] == 0
-
-
-def test_a_batch_the_client_gives_up_on_is_counted_and_handed_to_on_failure(
-    make_backend: Factory, segment_ingest: SegmentIngest
-) -> None:
-    failures: list[tuple[list[Event], BaseException]] = []
-    segment_ingest.fail_next(2, status=500)
-    backend = make_backend(max_retries=1, on_failure=lambda ev, exc: failures.append((ev, exc)))
-    sent = event()
-    deliver(backend, sent)
-    assert len(segment_ingest.requests) == 2
-    assert backend.stats()["failed"] == 1
-    ((events, _exc),) = failures
-    assert [(e["id"], e["name"]) for e in events] == [(sent["id"], sent["name"])]
-
-
-def test_a_rejected_batch_is_not_retried_and_is_reported(
-    make_backend: Factory, segment_ingest: SegmentIngest
-) -> None:
-    failures: list[list[Event]] = []
-    segment_ingest.fail_next(1, status=400)
-    backend = make_backend(on_failure=lambda ev, exc: failures.append(ev))
-    deliver(backend, event())
-    assert len(segment_ingest.requests) == 1
-    assert len(failures) == 1
-
-
-def test_a_failing_on_failure_handler_does_not_break_delivery(
-    make_backend: Factory, segment_ingest: SegmentIngest
-) -> None:
-    def broken(events: list[Event], exc: BaseException) -> None:
-        raise RuntimeError("handler bug")
-
-    segment_ingest.fail_next(1, status=400)
-    backend = make_backend(on_failure=broken)
-    deliver(backend, event("lost"))
-    deliver(backend, event("kept"))
-    assert [m["event"] for m in segment_ingest.messages] == ["kept"]
-
-
-def test_a_message_over_segments_limit_raises_a_permanent_delivery_error(
-    make_backend: Factory,
-) -> None:
-    sent = event()
-    sent["data"] = {"blob": "x" * 40_000}
-    with pytest.raises(DeliveryError) as raised:
-        make_backend().send(sent)
-    assert not raised.value.retryable
-    assert raised.value.__cause__ is None  # the client's message would carry the data
 
 
 def test_sending_does_not_modify_the_event(make_backend: Factory) -> None:
     sent = event(user_id=1, host="h", path="/p")
     kept = copy.deepcopy(sent)
-    deliver(make_backend(), sent)
+    make_backend().send_batch([sent])
     assert sent == kept
 
 
-def test_the_module_global_client_is_left_alone(make_backend: Factory) -> None:
-    deliver(make_backend(), event())
+def test_a_large_batch_is_posted_in_requests_within_segments_size_limit(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    events = [event(f"e.{n}") for n in range(40)]
+    for one in events:
+        one["data"] = {"text": "y" * 20_000}  # 40 x 20 KB: over the 500 KB a request may carry
+    make_backend().send_batch(events)
+    assert len(segment_ingest.requests) >= 2
+    assert all(len(r["body"]["batch"]) < 40 for r in segment_ingest.requests)
+    assert message_ids(segment_ingest) == [e["id"] for e in events]
+
+
+# -- failures -----------------------------------------------------------------------------
+
+
+def test_a_5xx_answer_raises_a_retryable_error_and_is_not_retried_inside(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    segment_ingest.fail_next(1, status=500)
+    with pytest.raises(DeliveryError) as raised:
+        make_backend().send(event())
+    assert raised.value.retryable
+    assert raised.value.retry_after is None
+    assert [r["status"] for r in segment_ingest.requests] == [500]  # the caller retries
+
+
+def test_a_429_answer_is_retryable_after_its_retry_after_seconds(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    segment_ingest.fail_next(1, status=429, retry_after="7")
+    with pytest.raises(DeliveryError) as raised:
+        make_backend().send(event())
+    assert raised.value.retryable
+    assert raised.value.retry_after == 7.0
+
+
+def test_a_retry_after_given_as_an_http_date_is_honoured(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=120)
+    segment_ingest.fail_next(1, status=503, retry_after=email.utils.format_datetime(later, True))
+    with pytest.raises(DeliveryError) as raised:
+        make_backend().send(event())
+    assert raised.value.retry_after is not None
+    assert 60 < raised.value.retry_after <= 120
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422, 501])
+def test_other_refusals_raise_a_permanent_error(
+    make_backend: Factory, segment_ingest: SegmentIngest, status: int
+) -> None:
+    segment_ingest.fail_next(1, status=status)
+    with pytest.raises(DeliveryError) as raised:
+        make_backend().send(event())
+    assert not raised.value.retryable
+    assert str(status) in str(raised.value)
+
+
+def test_a_hanging_ingest_raises_a_retryable_error_when_the_timeout_fires(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    segment_ingest.hold()
+    try:
+        with pytest.raises(DeliveryError) as raised:
+            make_backend(timeout=0.2).send(event())
+    finally:
+        segment_ingest.release()
+    assert raised.value.retryable
+    assert "ReadTimeout" in str(raised.value)
+
+
+def test_a_reset_connection_raises_a_retryable_error(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    segment_ingest.reset_next(1)
+    backend = make_backend()
+    with pytest.raises(DeliveryError) as raised:
+        backend.send(event())
+    assert raised.value.retryable
+    assert segment_ingest.resets == 1
+    sent = event()
+    backend.send(sent)  # the session recovers on a new connection
+    assert message_ids(segment_ingest) == [sent["id"]]
+
+
+def test_an_ingest_that_is_down_raises_a_retryable_error(unused_port: int) -> None:
+    backend = SegmentBackend(write_key=WRITE_KEY, host=f"http://127.0.0.1:{unused_port}")
+    with pytest.raises(DeliveryError) as raised:
+        backend.send(event())
+    assert raised.value.retryable
+
+
+def test_a_message_over_segments_limit_fails_alone_and_the_rest_is_delivered(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    events = [event("a"), oversized(), event("c")]
+    backend = make_backend()
+    with pytest.raises(PartialDeliveryError) as raised:
+        backend.send_batch(events)
+    assert raised.value.failed == (1,)
+    assert not raised.value.retryable
+    assert raised.value.__cause__ is None  # the client's message would carry the data
+    assert "xxxx" not in str(raised.value)
+    assert message_ids(segment_ingest) == [events[0]["id"], events[2]["id"]]
+    assert backend.stats()["rejected"] == 1
+
+
+def test_a_later_request_failing_reports_only_its_events(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    events = [event(f"e.{n}") for n in range(40)]
+    for one in events:
+        one["data"] = {"text": "y" * 20_000}
+    segment_ingest.fail_next(1, status=200)
+    segment_ingest.fail_next(1, status=503, retry_after="3")
+    with pytest.raises(PartialDeliveryError) as raised:
+        make_backend().send_batch(events)
+    first = len(segment_ingest.requests[0]["body"]["batch"])
+    assert raised.value.failed == tuple(range(first, 40))
+    assert raised.value.retryable
+    assert raised.value.retry_after == 3.0
+    assert message_ids(segment_ingest) == [e["id"] for e in events[:first]]
+
+
+def test_on_error_gets_the_exception_and_the_messages_of_a_failed_post(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    calls: list[tuple[BaseException, list[dict[str, Any]]]] = []
+    segment_ingest.fail_next(1, status=500)
+    sent = event()
+    with pytest.raises(DeliveryError):
+        make_backend(on_error=lambda exc, batch: calls.append((exc, batch))).send(sent)
+    ((exc, batch),) = calls
+    assert isinstance(exc, DeliveryError)
+    assert [m["messageId"] for m in batch] == [sent["id"]]
+
+
+def test_a_failing_on_error_handler_is_logged_once_and_changes_nothing(
+    make_backend: Factory, segment_ingest: SegmentIngest, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(exc: BaseException, batch: list[dict[str, Any]]) -> None:
+        raise RuntimeError("handler bug")
+
+    backend = make_backend(on_error=broken)
+    segment_ingest.fail_next(2, status=500)
+    with caplog.at_level(logging.ERROR, logger="eventrouter.backends.segment"):
+        for _ in range(2):
+            with pytest.raises(DeliveryError):
+                backend.send(event("lost"))
+    assert len([r for r in caplog.records if "on_error" in r.getMessage()]) == 1
+    backend.send(event("kept"))
+    assert [m["event"] for m in segment_ingest.messages] == ["kept"]
+
+
+# -- settings from the analytics module ---------------------------------------------------
+
+
+def test_settings_not_given_are_read_from_segment_analytics_at_first_use(
+    analytics_settings: types.SimpleNamespace, segment_ingest: SegmentIngest
+) -> None:
+    backend = SegmentBackend()  # built before the application sets the module up
+    calls: list[BaseException] = []
+    analytics_settings.module.write_key = "late-key"
+    analytics_settings.module.host = segment_ingest.url
+    analytics_settings.module.on_error = lambda exc, batch: calls.append(exc)
+    backend.send(event())
+    assert segment_ingest.requests[0]["headers"]["Authorization"] == basic_auth("late-key")
+    segment_ingest.fail_next(1, status=500)
+    with pytest.raises(DeliveryError):
+        backend.send(event())
+    assert len(calls) == 1
+
+
+def test_the_analytics_module_of_analytics_python_is_read_too(
+    analytics_settings: types.SimpleNamespace,
+    segment_ingest: SegmentIngest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    legacy = types.ModuleType("analytics")
+    legacy.write_key = "legacy-key"  # type: ignore[attr-defined]
+    legacy.host = segment_ingest.url  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "analytics", legacy)
+    SegmentBackend().send(event())
+    assert segment_ingest.requests[0]["headers"]["Authorization"] == basic_auth("legacy-key")
+
+
+def test_debug_from_the_analytics_module_turns_on_the_clients_debug_log(
+    analytics_settings: types.SimpleNamespace, segment_ingest: SegmentIngest
+) -> None:
+    segment_log = logging.getLogger("segment")
+    level, handlers = segment_log.level, list(segment_log.handlers)
+    analytics_settings.module.write_key = "k"
+    analytics_settings.module.host = segment_ingest.url
+    analytics_settings.module.debug = True
+    try:
+        SegmentBackend().send(event())
+        assert segment_log.level == logging.DEBUG
+    finally:
+        segment_log.setLevel(level)
+        segment_log.handlers[:] = handlers
+
+
+def test_options_win_over_the_analytics_module(
+    analytics_settings: types.SimpleNamespace, segment_ingest: SegmentIngest
+) -> None:
+    analytics_settings.module.write_key = "module-key"
+    analytics_settings.module.host = "http://127.0.0.1:9"  # never used
+    backend = SegmentBackend(write_key="option-key", host=segment_ingest.url)
+    backend.send(event())
+    assert segment_ingest.requests[0]["headers"]["Authorization"] == basic_auth("option-key")
+
+
+def test_without_any_write_key_sending_fails_until_one_is_set(
+    analytics_settings: types.SimpleNamespace, segment_ingest: SegmentIngest
+) -> None:
+    analytics_settings.module.write_key = None
+    backend = SegmentBackend(host=segment_ingest.url)
+    with pytest.raises(DeliveryError, match="write_key") as raised:
+        backend.send(event())
+    assert not raised.value.retryable
+    analytics_settings.module.write_key = "set-later"
+    backend.send(event())
+    assert segment_ingest.requests[0]["headers"]["Authorization"] == basic_auth("set-later")
+
+
+# -- no background machinery --------------------------------------------------------------
+
+
+def test_no_consumer_thread_or_module_client_is_started(make_backend: Factory) -> None:
+    backend = make_backend()
+    backend.send_batch([event(), event()])
+    assert not [t for t in threading.enumerate() if isinstance(t, Consumer)]
     assert segment.analytics.default_client is None
 
 
-def test_a_write_key_is_required() -> None:
-    with pytest.raises(ValueError, match="write_key"):
-        SegmentBackend(write_key="")
+def test_close_closes_the_session_and_a_later_send_opens_a_new_one(
+    make_backend: Factory, segment_ingest: SegmentIngest
+) -> None:
+    backend = make_backend()
+    backend.send(event())
+    backend.close()
+    backend.send(event())
+    assert len(segment_ingest.messages) == 2
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("write_key", ""), ("host", ""), ("timeout", 0), ("timeout", True), ("on_error", "x")],
+)
+def test_bad_options_are_refused_naming_the_option(option: str, value: Any) -> None:
+    with pytest.raises(OptionError) as raised:
+        SegmentBackend(**{option: value})
+    assert raised.value.option == option
 
 
 def test_without_the_client_construction_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,177 +492,56 @@ def test_without_the_client_construction_names_the_extra(monkeypatch: pytest.Mon
         SegmentBackend(write_key=WRITE_KEY)
 
 
-# -- dead letter --------------------------------------------------------------------------
-
-
-def test_a_batch_the_client_gives_up_on_goes_to_the_dead_letter_file(
-    make_backend: Factory, segment_ingest: SegmentIngest, tmp_path: Path
-) -> None:
-    segment_ingest.fail_next(1, status=500)
-    backend = make_backend(max_retries=0, dead_letter=tmp_path / "dead.jsonl")
-    sent = event()
-    deliver(backend, sent)
-    (record,) = read_dead_letters(tmp_path / "dead.jsonl")
-    assert record["backend"] == "segment"
-    assert record["error"] == "APIError"
-    assert (record["event"]["id"], record["event"]["name"]) == (sent["id"], sent["name"])
-
-
-def test_dead_letter_records_carry_the_given_backend_name(
-    make_backend: Factory, segment_ingest: SegmentIngest, tmp_path: Path
-) -> None:
-    segment_ingest.fail_next(1, status=500)
-    dead = DeadLetterFile(tmp_path / "dead.jsonl")
-    backend = make_backend(max_retries=0, dead_letter=dead, name="analytics.segment")
-    deliver(backend, event())
-    assert [r["backend"] for r in read_dead_letters(dead.path)] == ["analytics.segment"]
-
-
-def test_events_still_queued_at_close_go_to_the_dead_letter_file(
-    make_backend: Factory, segment_ingest: SegmentIngest, tmp_path: Path
-) -> None:
-    failures: list[Event] = []
-    backend = make_backend(
-        upload_size=1,
-        dead_letter=tmp_path / "dead.jsonl",
-        on_failure=lambda ev, exc: failures.extend(ev),
-    )
-    segment_ingest.hold()  # the client's thread waits on its first post
-    sent = [event(f"e.{n}") for n in range(4)]
-    for one in sent:
-        backend.send(one)
-    segment_ingest.wait_for_arrivals(1)
-    backend.close(timeout=0)
-    segment_ingest.release()
-    segment_ingest.wait_for_requests(1)  # the held post is answered within this test
-    queued = [e["id"] for e in sent[1:]]  # the first one was being posted
-    assert [r["event"]["id"] for r in read_dead_letters(tmp_path / "dead.jsonl")] == queued
-    assert [e["id"] for e in failures] == queued
-    assert backend.stats()["failed"] == 3
-
-
-# -- flush and close ----------------------------------------------------------------------
-
-
-def test_flush_returns_after_its_timeout_while_the_client_is_still_posting(
-    make_backend: Factory, segment_ingest: SegmentIngest
-) -> None:
-    backend = make_backend()
-    segment_ingest.hold()
-    backend.send(event())
-    segment_ingest.wait_for_arrivals(1)
-    try:
-        backend.flush(timeout=0.01)  # returns although the post is held; would hang otherwise
-        assert segment_ingest.messages == []
-    finally:
-        segment_ingest.release()
-    backend.flush()
-    assert len(segment_ingest.messages) == 1
-
-
-def test_close_returns_after_its_timeout_while_the_client_is_still_posting(
-    make_backend: Factory, segment_ingest: SegmentIngest
-) -> None:
-    backend = make_backend()
-    segment_ingest.hold()
-    backend.send(event())
-    segment_ingest.wait_for_arrivals(1)
-    try:
-        backend.close(timeout=0.01)  # returns although the post is held (after ~1 s grace)
-        assert segment_ingest.messages == []
-    finally:
-        segment_ingest.release()
-    segment_ingest.wait_for_requests(1)
-
-
-def test_close_delivers_what_is_queued(
-    make_backend: Factory, segment_ingest: SegmentIngest
-) -> None:
-    backend = make_backend(upload_size=2)
-    sent = [event(f"e.{n}") for n in range(5)]
-    for one in sent:
-        backend.send(one)
-    backend.close()
-    assert sorted(m["messageId"] for m in segment_ingest.messages) == sorted(e["id"] for e in sent)
-
-
-EXIT_SCRIPT = """
-import sys
-
-from eventrouter import build_event
-from eventrouter.backends.segment import SegmentBackend
-
-host, dead_letter, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-backend = SegmentBackend(
-    write_key="k",
-    host=host,
-    upload_size=10,
-    upload_interval=1.0,
-    max_retries=0,
-    dead_letter=dead_letter,
-)
-for n in range(count):
-    backend.send(build_event("exit.test", {"n": n}, context={"user_id": 1}))
-# no flush(), no close(): the interpreter exits with the events still queued
-"""
-
-
-def exit_without_closing(segment_ingest: SegmentIngest, tmp_path: Path, count: int) -> Path:
-    """Run EXIT_SCRIPT in a new interpreter; return its dead-letter file's path."""
-    script = tmp_path / "exit_script.py"
-    script.write_text(EXIT_SCRIPT, encoding="utf-8")
-    dead_letter = tmp_path / "dead.jsonl"
-    subprocess.run(
-        [sys.executable, str(script), segment_ingest.url, str(dead_letter), str(count)],
-        check=True,
-        timeout=STARTUP_TIMEOUT + CLOSE_TIMEOUT,
-    )
-    return dead_letter
-
-
-def test_events_queued_at_interpreter_exit_are_delivered(
-    segment_ingest: SegmentIngest, tmp_path: Path
-) -> None:
-    exit_without_closing(segment_ingest, tmp_path, 45)
-    assert sorted(m["properties"]["data"]["n"] for m in segment_ingest.messages) == list(range(45))
-
-
-def test_events_queued_at_interpreter_exit_that_fail_are_dead_lettered(
-    segment_ingest: SegmentIngest, tmp_path: Path
-) -> None:
-    segment_ingest.fail_next(1000, status=500)
-    dead_letter = exit_without_closing(segment_ingest, tmp_path, 45)
-    records = list(read_dead_letters(dead_letter))
-    assert sorted(r["event"]["data"]["n"] for r in records) == list(range(45))
-
-
 # -- fork ---------------------------------------------------------------------------------
 
 
 @needs_fork
-def test_a_forked_child_neither_waits_on_nor_reports_the_parents_queue(
+def test_forks_while_four_threads_send_deliver_every_event_once(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
-    failures: list[Event] = []
-    backend = make_backend(upload_size=1, on_failure=lambda ev, exc: failures.extend(ev))
-    segment_ingest.hold()
-    sent = [event(f"e.{n}") for n in range(3)]
-    for one in sent:
-        backend.send(one)
-    segment_ingest.wait_for_arrivals(1)  # the parent's queue is busy when it forks
+    backend = make_backend()
+    warm_up = event("warm.up")
+    backend.send(warm_up)  # the parent holds a kept-alive connection when it forks
+    stop = threading.Event()
+    sent: list[str] = []
+    errors: list[BaseException] = []
 
-    def child() -> int:
-        backend.flush()  # the parent's queue never drains here: this would hang
-        backend.close()
-        return 3 if failures else 0
+    def parent_sender() -> None:
+        while not stop.is_set():
+            one = event("parent")
+            try:
+                backend.send(one)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+                return
+            sent.append(one["id"])
 
+    threads = [threading.Thread(target=parent_sender) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    child_ids: list[str] = []
+    codes: list[int] = []
     try:
-        code = run_in_fork(child)
+        for _ in range(50):
+            one = event("child")
+            child_ids.append(one["id"])
+
+            def child(one: Event = one) -> int:
+                backend.send(one)  # a session of its own, never the parent's socket
+                backend.close()
+                return 0
+
+            codes.append(run_in_fork(child))
     finally:
-        segment_ingest.release()
-    assert code == 0
-    backend.flush()
-    assert sorted(m["messageId"] for m in segment_ingest.messages) == sorted(e["id"] for e in sent)
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert codes == [0] * 50
+    assert errors == []
+    assert {r["status"] for r in segment_ingest.requests} == {200}
+    ids = message_ids(segment_ingest)
+    assert len(ids) == len(set(ids))  # nothing twice
+    assert set(ids) == {warm_up["id"], *sent, *child_ids}
 
 
 @needs_fork
@@ -437,14 +549,155 @@ def test_a_forked_child_is_not_blocked_by_a_lock_held_in_the_parent(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
     backend = make_backend()
+    backend.send(event())
     sent = event()
 
     def child() -> int:
-        backend.send(sent)  # creates the child's own client, under the lock
-        backend.flush()
+        backend.send(sent)
         return 0
 
-    with lock_held_elsewhere(backend):
+    with lock_held_elsewhere(backend), lock_held_elsewhere(backend._sessions):
         code = run_in_fork(child)
     assert code == 0
-    assert [m["messageId"] for m in segment_ingest.messages] == [sent["id"]]
+    assert sent["id"] in message_ids(segment_ingest)
+
+
+# -- behind a buffered node ---------------------------------------------------------------
+
+
+def buffered(backend: SegmentBackend, dead: Path) -> BufferedBackend:
+    node = BufferedBackend(
+        backend,
+        batch_size=10,
+        flush_interval=0.01,
+        backoff=(0.001, 0.01),
+        max_retries=50,
+        dead_letter=DeadLetterFile(dead),
+    )
+    node.bind_path("analytics.segment")
+    return node
+
+
+def test_buffered_ingest_down_then_up_delivers_every_event_once(
+    make_backend: Factory, segment_ingest: SegmentIngest, tmp_path: Path
+) -> None:
+    segment_ingest.fail_next(3, status=503)
+    segment_ingest.reset_next(2)
+    node = buffered(make_backend(), tmp_path / "dead.jsonl")
+    events = [event(f"e.{n}") for n in range(35)]
+    for one in events:
+        node.send(one)
+    assert node.flush(timeout=60)
+    node.close()
+    ids = message_ids(segment_ingest)
+    assert sorted(ids) == sorted(e["id"] for e in events)  # each exactly once
+    assert not (tmp_path / "dead.jsonl").exists()
+    assert node.stats()["delivered"] == 35
+
+
+def test_buffered_poison_message_is_split_out_and_dead_lettered(
+    make_backend: Factory, segment_ingest: SegmentIngest, tmp_path: Path
+) -> None:
+    dead = tmp_path / "dead.jsonl"
+    node = buffered(make_backend(), dead)
+    events = [event(f"e.{n}") for n in range(9)]
+    poison = oversized()
+    events.insert(4, poison)
+    for one in events:
+        node.send(one)
+    assert node.flush(timeout=60)
+    node.close()
+    ids = message_ids(segment_ingest)
+    assert sorted(ids) == sorted(e["id"] for e in events if e is not poison)
+    (record,) = read_dead_letters(dead)
+    assert record["event"]["id"] == poison["id"]
+    assert record["destination"] == "analytics.segment"
+    assert record["error"] == "PartialDeliveryError"
+    stats = node.stats()
+    assert (stats["delivered"], stats["dead_lettered"]) == (9, 1)
+
+
+def test_buffered_ingest_always_failing_dead_letters_every_event_once(
+    make_backend: Factory, segment_ingest: SegmentIngest, tmp_path: Path
+) -> None:
+    dead = tmp_path / "dead.jsonl"
+    segment_ingest.fail_next(1000, status=500)
+    node = BufferedBackend(
+        make_backend(),
+        batch_size=5,
+        flush_interval=0.01,
+        backoff=(0.001, 0.002),
+        max_retries=2,
+        dead_letter=DeadLetterFile(dead),
+    )
+    events = [event(f"e.{n}") for n in range(12)]
+    for one in events:
+        node.send(one)
+    assert node.flush(timeout=60)
+    node.close()
+    records = list(read_dead_letters(dead))
+    assert sorted(r["event"]["id"] for r in records) == sorted(e["id"] for e in events)
+    assert {r["attempts"] for r in records} == {3}
+    assert segment_ingest.messages == []
+
+
+# -- documentation ------------------------------------------------------------------------
+
+DOCS = Path(__file__).parent.parent / "docs" / "backends" / "segment.md"
+
+
+@pytest.mark.parametrize("code", python_blocks(DOCS))
+def test_the_documentations_python_blocks_run(
+    code: str, analytics_settings: types.SimpleNamespace
+) -> None:
+    exec(compile(code, str(DOCS), "exec"), {})
+
+
+@pytest.mark.parametrize(("header", "expected"), [("9999", 300.0), ("soon", None), ("0", 0.0)])
+def test_retry_after_is_capped_and_ignored_when_unreadable(
+    make_backend: Factory, segment_ingest: SegmentIngest, header: str, expected: float | None
+) -> None:
+    segment_ingest.fail_next(1, status=429, retry_after=header)
+    with pytest.raises(DeliveryError) as raised:
+        make_backend().send(event())
+    assert raised.value.retry_after == expected
+
+
+EXIT_SCRIPT = """
+import sys
+
+from eventrouter import build_event
+from eventrouter.backends.buffered import BufferedBackend
+from eventrouter.backends.segment import SegmentBackend
+
+host, count = sys.argv[1], int(sys.argv[2])
+node = BufferedBackend(SegmentBackend(write_key="k", host=host), flush_interval=30.0)
+for n in range(count):
+    node.send(build_event("exit.test", {"n": n}, context={"user_id": 1}))
+# no flush(), no close(): the interpreter exits with the events still queued
+"""
+
+
+def test_events_queued_in_a_buffered_node_at_exit_are_delivered_once(
+    segment_ingest: SegmentIngest, tmp_path: Path
+) -> None:
+    script = tmp_path / "exit_script.py"
+    script.write_text(EXIT_SCRIPT, encoding="utf-8")
+    subprocess.run([sys.executable, str(script), segment_ingest.url, "45"], check=True, timeout=120)
+    assert sorted(m["properties"]["data"]["n"] for m in segment_ingest.messages) == list(range(45))
+
+
+def test_a_yaml_segment_node_is_buffered_and_delivers_users_events_once(
+    segment_ingest: SegmentIngest,
+) -> None:
+    options = {"write_key": WRITE_KEY, "host": segment_ingest.url}
+    tracker = eventrouter.load({"backends": {"segment": {"class": "segment", "options": options}}})
+    assert isinstance(tracker.get_backend("segment"), BufferedBackend)
+    with tracker.context("request", {"user_id": 3}):
+        for n in range(20):
+            tracker.emit("yaml.event", {"n": n})
+    tracker.emit("anonymous.event", {})  # no user: not sent
+    tracker.close(timeout=30)
+    messages = segment_ingest.messages
+    assert sorted(m["properties"]["data"]["n"] for m in messages) == list(range(20))
+    assert {m["userId"] for m in messages} == {"3"}

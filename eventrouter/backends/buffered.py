@@ -36,7 +36,12 @@ from typing import Any, Final
 from eventrouter import _fork, lifecycle
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.encoding import dumps
-from eventrouter.errors import DeliveryError, OptionError, OptionTypeError
+from eventrouter.errors import (
+    DeliveryError,
+    OptionError,
+    OptionTypeError,
+    PartialDeliveryError,
+)
 from eventrouter.typing import Backend, Event
 
 __all__ = ["WHEN_FULL", "BufferedBackend"]
@@ -490,6 +495,10 @@ class BufferedBackend:
         if self._send_batch is not None:
             try:
                 self._send_batch([item.decoded() for item in items])
+            except PartialDeliveryError as exc:  # only the events at exc.failed failed
+                failed = {i for i in exc.failed if 0 <= i < len(items)} or set(range(len(items)))
+                self._settle_delivered([it for i, it in enumerate(items) if i not in failed])
+                return [(items[i], exc) for i in sorted(failed)]
             except Exception as exc:
                 return [(item, exc) for item in items]
             self._settle_delivered(items)

@@ -1,55 +1,84 @@
-"""Segment: each event becomes a ``track`` call, sent by segment-analytics-python's client.
+"""Segment: each event becomes a ``track`` message, posted by the calling thread.
 
-Needs the ``segment`` extra (``pip install 'eventrouter[segment]'``). Since 0.1.
+Needs the ``segment`` extra (``pip install 'eventrouter[segment]'``).
+
+The backend is synchronous: ``send_batch(events)`` builds the messages with the
+segment-analytics-python client's public ``track`` (its checks, its 32 KB limit, its message
+format) on a client made with ``send=False`` and ``sync_mode=True`` (so it starts no thread,
+queue consumer or exit hook), and posts them to Segment's batch API in the caller's thread
+over an HTTP session of this process's own. Queueing, batching, retrying and dead-lettering
+belong to the :class:`~eventrouter.backends.buffered.BufferedBackend` a YAML tree puts in front
+of every ``segment`` node.
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
+import base64
+import datetime as _dt
+import email.utils
+import gzip as _gzip
+import json
 import logging
-import os
-import queue
+import math
+import sys
 import threading
 import time
-import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlunsplit
 
 from eventrouter import _fork
-from eventrouter.deadletter import DeadLetterFile
 from eventrouter.encoding import dumps, parse_timestamp, to_jsonable
-from eventrouter.errors import DeliveryError, MissingExtraError, OptionError
+from eventrouter.errors import (
+    DeliveryError,
+    MissingExtraError,
+    OptionError,
+    OptionTypeError,
+    PartialDeliveryError,
+)
 from eventrouter.typing import Event
 
 try:
+    import requests
     from segment.analytics import Client
+    from segment.analytics.request import DatetimeSerializer
+    from segment.analytics.version import VERSION as SEGMENT_VERSION
 except ImportError:  # pragma: no cover - exercised only without the extra
     _HAVE_SEGMENT = False
 else:
     _HAVE_SEGMENT = True
 
-__all__ = ["CLOSE_TIMEOUT", "FailureHandler", "SegmentBackend", "to_segment_call"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_TIMEOUT",
+    "MAX_BATCH_BYTES",
+    "ErrorHandler",
+    "SegmentBackend",
+    "to_segment_call",
+]
 
 log = logging.getLogger(__name__)
 
-CLOSE_TIMEOUT = 30.0
-"""How long ``close()`` waits, by default, for the client to deliver what is queued. Since 0.1."""
+DEFAULT_HOST = "https://api.segment.io"
+"""Segment's API endpoint, used when neither the options nor the ``analytics`` module set one."""
 
-_JOIN_GRACE = 1.0
-"""How long ``close()`` gives the client's threads, after its timeout, to hand back a batch
-they hold (they re-queue it when paused during a retry wait, and check every second)."""
+DEFAULT_TIMEOUT = 10.0
+"""Seconds to wait for Segment to accept the connection, and then for each read."""
 
+MAX_BATCH_BYTES = 475_000
+"""The most bytes of messages posted in one request (Segment takes up to 500 KB, and the
+client keeps the same margin); a larger batch is posted in several requests."""
 
-def _close_at_exit(ref: weakref.ref[SegmentBackend]) -> None:
-    backend = ref()
-    if backend is not None:
-        backend.close()
+_MAX_RETRY_AFTER = 300.0
+"""A ``Retry-After`` longer than this is taken as this many seconds."""
 
+ErrorHandler = Callable[[BaseException, list[dict[str, Any]]], None]
+"""``on_error(exc, messages)``, as segment-analytics-python calls it: a post failed."""
 
-FailureHandler = Callable[[list[Event], BaseException], None]
-"""``on_failure(events, exc)``: called with the events of a batch the client gave up on."""
+_ANALYTICS_MODULES = ("analytics", "segment.analytics")
+"""Where event-tracking-era code sets ``write_key``, ``host``, ``debug`` and ``on_error``:
+the ``analytics`` module of analytics-python, or segment-analytics-python's."""
 
 
 def _segment_context(context: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,7 +118,7 @@ def _id_str(value: Any) -> str | None:
     return value if isinstance(value, str) else dumps(value).strip('"')
 
 
-def to_segment_call(event: Event) -> dict[str, Any] | str:
+def to_segment_call(event: Event, *, anonymous: bool = False) -> dict[str, Any] | str:
     """Map ``event`` to the keyword arguments of ``Client.track``, or say why it cannot be.
 
     Returns the arguments (``user_id``, ``anonymous_id``, ``event``, ``properties``,
@@ -99,8 +128,10 @@ def to_segment_call(event: Event) -> dict[str, Any] | str:
 
     Args:
         event: the event envelope (not modified).
-
-    Since 0.1.
+        anonymous: also send events without ``context.user_id``, keyed by
+            ``context.anonymous_id`` or ``context.session``, and give every message that
+            ``anonymousId``. Without it (event-tracking's behaviour) only events with a user
+            are sent, and never with an ``anonymousId``.
     """
     name = event.get("name")
     if not isinstance(name, str) or not name:
@@ -109,15 +140,19 @@ def to_segment_call(event: Event) -> dict[str, Any] | str:
     if not isinstance(context, Mapping):
         context = {}
     user_id = _id_str(context.get("user_id"))
-    anonymous_id = _id_str(context.get("anonymous_id")) or _id_str(context.get("session"))
-    if not user_id and not anonymous_id:
-        return "the event has no context.user_id, context.anonymous_id or context.session"
+    anonymous_id = None
+    if anonymous:
+        anonymous_id = _id_str(context.get("anonymous_id")) or _id_str(context.get("session"))
+        if not user_id and not anonymous_id:
+            return "the event has no context.user_id, context.anonymous_id or context.session"
+    elif not user_id:
+        return "the event has no context.user_id (set `anonymous: true` to send such events)"
     message_id = event.get("id")
     properties: dict[str, Any] = to_jsonable(event)
     json_context = properties.get("context")
     return {
-        "user_id": user_id or None,
-        "anonymous_id": anonymous_id or None,
+        "user_id": user_id,
+        "anonymous_id": anonymous_id,
         "event": name,
         "properties": properties,
         "context": _segment_context(json_context if isinstance(json_context, dict) else {}),
@@ -126,285 +161,357 @@ def to_segment_call(event: Event) -> dict[str, Any] | str:
     }
 
 
+def _retry_after(response: Any) -> float | None:
+    """The seconds a ``Retry-After`` header asks for (a number or an HTTP date), capped."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=_dt.UTC)
+        seconds = when.timestamp() - time.time()
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
+def _http_error(status: int) -> tuple[str, bool]:
+    """The reason for an HTTP status Segment answered, and whether trying again may help."""
+    if status in (408, 429) or (500 <= status < 600 and status not in (501, 505)):
+        return f"Segment answered HTTP {status}", True
+    return f"Segment refused the batch (HTTP {status})", False
+
+
+class _Settings:
+    """What the backend posts with, resolved at first use."""
+
+    __slots__ = ("builder", "host", "on_error", "write_key")
+
+    def __init__(
+        self, write_key: str, host: str, on_error: ErrorHandler | None, builder: Any
+    ) -> None:
+        self.write_key = write_key
+        self.host = host
+        self.on_error = on_error
+        self.builder = builder
+
+
+def _analytics_settings() -> dict[str, Any]:
+    """``write_key``, ``host``, ``debug`` and ``on_error`` from the first ``analytics`` module
+    (already imported) that has a write key."""
+    for name in _ANALYTICS_MODULES:
+        module = sys.modules.get(name)
+        if not isinstance(module, ModuleType):
+            continue
+        key = getattr(module, "write_key", None)
+        if isinstance(key, str) and key:
+            return {
+                "write_key": key,
+                "host": getattr(module, "host", None),
+                "debug": getattr(module, "debug", None),
+                "on_error": getattr(module, "on_error", None),
+            }
+    return {}
+
+
 class SegmentBackend:
-    """Send each event to Segment as a ``track`` call, through a client of its own.
+    """Send each event to Segment as a ``track`` message, posting batches synchronously.
 
-    The mapping follows openedx event-tracking: ``userId`` is ``context.user_id``; without
-    one, ``anonymousId`` is ``context.anonymous_id`` or ``context.session``; events with
-    neither are skipped (counted, the reason logged once). ``event`` is the event's name,
-    ``properties`` the whole event, ``messageId`` its ``id``, ``timestamp`` its timestamp.
-    ``context.ip``, ``context.agent`` (as ``userAgent``) and ``context.client_id`` (as Google
-    Analytics' ``clientId``) go into Segment's context, with ``page`` built from
-    ``context.page`` (or ``https://{context.host}{context.path}``), ``context.path`` and
-    ``context.referer``.
+    The mapping follows openedx event-tracking: ``userId`` is ``context.user_id`` and events
+    without one are skipped (counted, the reason logged once); no ``anonymousId`` is sent
+    unless ``anonymous`` is set. ``event`` is the event's name, ``properties`` the whole event,
+    ``messageId`` its ``id`` (Segment drops a message id it has seen, so re-sending is safe),
+    ``timestamp`` its timestamp. ``context.ip``, ``context.agent`` (as ``userAgent``) and
+    ``context.client_id`` (as Google Analytics' ``clientId``) go into Segment's context, with
+    ``page`` built from ``context.page`` (or ``https://{context.host}{context.path}``),
+    ``context.path`` and ``context.referer``.
 
-    The client batches and retries in its own thread. Batches it gives up on, and events
-    still queued when the backend is closed, are counted (``failed``), logged with their
-    events' names and ids, written to ``dead_letter`` and passed to ``on_failure``. At
-    interpreter exit an open backend is closed (waiting at most :data:`CLOSE_TIMEOUT`), so
-    queued events are delivered or dead-lettered rather than dropped. In a forked child, the
-    client inherited from the parent is left alone: the child gets a client of its own.
+    Nothing runs in the background: :meth:`send_batch` posts in the calling thread (in a YAML
+    tree, the buffered node's worker) and raises :class:`~eventrouter.DeliveryError` when
+    Segment did not take the batch, retryable for timeouts, connection errors, 408, 429 (with
+    its ``Retry-After`` as ``retry_after``) and 5xx, permanent for other answers. Each process
+    posts over its own HTTP session, so a forked child never writes into its parent's
+    connections.
+
+    ``write_key``, ``host``, ``debug`` and ``on_error`` that are not given are read, at the
+    first send, from the ``analytics`` module the application configures (analytics-python's
+    ``analytics`` or ``segment.analytics``), as event-tracking did.
 
     Args:
-        write_key: the Segment source's write key (required).
-        host: the API endpoint (default ``https://api.segment.io``).
-        upload_size: the maximum number of events per batch.
-        upload_interval: the most seconds an event waits for its batch to fill.
-        max_queue_size: the client's queue bound; a send into a full queue raises
-            :class:`~eventrouter.DeliveryError`.
-        max_retries: how many times the client retries a failing batch.
-        timeout: the HTTP timeout in seconds.
+        write_key: the Segment source's write key.
+        host: the API endpoint (default :data:`DEFAULT_HOST`).
+        anonymous: also send events without a user, keyed by ``context.anonymous_id`` or
+            ``context.session``, and give users' events that ``anonymousId`` too.
+        timeout: seconds to wait for a connection, and then for each read of the answer.
         gzip: compress request bodies.
-        thread: the number of upload threads.
-        sync_mode: post each event in the calling thread (no batching).
-        max_total_backoff_duration: give up on a batch after retrying for this long (seconds).
-        on_failure: ``on_failure(events, exc)``, called (in the client's thread) with the
-            events of each batch the client gave up on, as the JSON data it held.
-        dead_letter: a :class:`~eventrouter.deadletter.DeadLetterFile` (or its path) the
-            events of those batches are appended to; a YAML tree passes its own.
-        name: the backend name written in dead-letter records (default ``"segment"``).
+        debug: log the client's messages at DEBUG on the ``segment`` logger.
+        on_error: ``on_error(exc, messages)``, called with the messages of each post that
+            failed (a buffered node may retry them afterwards); what it raises is logged.
 
     Raises:
         MissingExtraError: segment-analytics-python is not installed.
-
-    Since 0.1.
+        OptionError: an option has the wrong type or value.
     """
 
     def __init__(
         self,
         *,
-        write_key: str,
+        write_key: str | None = None,
         host: str | None = None,
-        upload_size: int = 100,
-        upload_interval: float = 0.5,
-        max_queue_size: int = 10000,
-        max_retries: int = 10,
-        timeout: float = 15,
+        anonymous: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
         gzip: bool = False,
-        thread: int = 1,
-        sync_mode: bool = False,
-        max_total_backoff_duration: float = 43200,
-        on_failure: FailureHandler | None = None,
-        dead_letter: DeadLetterFile | str | os.PathLike[str] | None = None,
-        name: str = "segment",
+        debug: bool | None = None,
+        on_error: ErrorHandler | None = None,
     ) -> None:
         if not _HAVE_SEGMENT:
             raise MissingExtraError("the Segment backend", "segment", "segment-analytics-python")
-        if not isinstance(write_key, str) or not write_key:
+        if write_key is not None and (not isinstance(write_key, str) or not write_key):
             raise OptionError(
-                "write_key", "write_key must be a non-empty string: the Segment source's key"
+                "write_key",
+                "write_key must be the Segment source's key, a non-empty string; or leave it "
+                "out to use analytics.write_key",
             )
-        if dead_letter is not None and not isinstance(dead_letter, DeadLetterFile):
-            dead_letter = DeadLetterFile(dead_letter)
+        if host is not None and (not isinstance(host, str) or not host):
+            raise OptionError("host", "host must be a URL such as 'https://api.segment.io'")
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout < float("inf")
+        ):
+            raise OptionError(
+                "timeout",
+                f"timeout must be a positive number of seconds, not {type(timeout).__name__}",
+            )
+        if on_error is not None and not callable(on_error):
+            raise OptionTypeError("on_error", "on_error must be a callable on_error(exc, messages)")
         self.write_key = write_key
         self.host = host
-        self.on_failure = on_failure
-        self.dead_letter: DeadLetterFile | None = dead_letter
-        self.name = name
-        self._client_options: dict[str, Any] = {
-            "upload_size": upload_size,
-            "upload_interval": upload_interval,
-            "max_queue_size": max_queue_size,
-            "max_retries": max_retries,
-            "timeout": timeout,
-            "gzip": gzip,
-            "thread": thread,
-            "sync_mode": sync_mode,
-            "max_total_backoff_duration": max_total_backoff_duration,
-        }
+        self.anonymous = bool(anonymous)
+        self.timeout = float(timeout)
+        self.gzip = bool(gzip)
+        self.debug = debug
+        self.on_error = on_error
+        self._settings: _Settings | None = None
+        self._sessions: _fork.PerProcess[requests.Session] = _fork.PerProcess(requests.Session)
         self._lock = threading.Lock()
-        self._client: Any = None
-        self._pid = 0
-        self._exit_hook: Callable[[], None] | None = None
-        self._skipped = 0
-        self._failed = 0
+        self._counters = {"skipped": 0, "sent": 0, "rejected": 0, "failed": 0}
         self._reasons_logged: set[str] = set()
         _fork.register(self)
 
-    # -- the client -------------------------------------------------------------------------
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
 
-    def _get_client(self) -> Any:
-        client = self._client
-        if client is not None and self._pid == os.getpid():
-            return client
+    # -- settings ---------------------------------------------------------------------------
+
+    def _resolve(self) -> _Settings:
+        """The settings, from the options and else the ``analytics`` module (first use)."""
+        settings = self._settings
+        if settings is not None:
+            return settings
         with self._lock:
-            if self._client is None or self._pid != os.getpid():
-                self._client = Client(
-                    write_key=self.write_key,
-                    host=self.host,
-                    on_error=self._on_error,
-                    **self._client_options,
+            if self._settings is None:
+                module = _analytics_settings()
+                write_key = self.write_key or module.get("write_key")
+                if not write_key:
+                    raise DeliveryError(
+                        "Segment backend: no write key: give the node a `write_key` option, or "
+                        "set analytics.write_key before the first event",
+                        retryable=False,
+                    )
+                host = self.host or module.get("host") or DEFAULT_HOST
+                debug = self.debug if self.debug is not None else bool(module.get("debug"))
+                on_error = self.on_error if self.on_error is not None else module.get("on_error")
+                # send=False: the client only builds and checks messages; sync_mode=True: it
+                # starts no consumer thread and registers no exit hook.
+                builder = Client(write_key, host=host, debug=debug, send=False, sync_mode=True)
+                self._settings = _Settings(
+                    write_key, host, on_error if callable(on_error) else None, builder
                 )
-                self._pid = os.getpid()
-                # Registered after the client's own ``atexit`` join, so it runs first (atexit
-                # is last in, first out): that join stops the upload threads and drops the
-                # queue. A weak reference, so the hook does not keep the backend alive.
-                if self._exit_hook is not None:
-                    atexit.unregister(self._exit_hook)
-                self._exit_hook = functools.partial(_close_at_exit, weakref.ref(self))
-                atexit.register(self._exit_hook)
-            return self._client
-
-    def _take_client(self) -> Any:
-        """Detach the client; return it only if this process created it."""
-        with self._lock:
-            client, self._client = self._client, None
-            hook, self._exit_hook = self._exit_hook, None
-            ours = self._pid == os.getpid()
-        if hook is not None:
-            atexit.unregister(hook)
-        return client if ours else None
-
-    @staticmethod
-    def _wait_until_done(client: Any, timeout: float | None) -> bool:
-        """Wait until the client's queue has no unfinished events; ``False`` on timeout."""
-        q: queue.Queue[Any] = client.queue
-        with q.all_tasks_done:
-            return q.all_tasks_done.wait_for(
-                lambda: q.unfinished_tasks == 0, None if timeout is None else max(timeout, 0.0)
-            )
-
-    def _on_error(self, exc: BaseException, batch: list[dict[str, Any]]) -> None:
-        """The client gave up on ``batch`` (runs in the client's thread)."""
-        events: list[Event] = []
-        for message in batch:
-            properties = message.get("properties") if isinstance(message, dict) else None
-            events.append(properties if isinstance(properties, dict) else {})
-        self._give_up(events, exc)
-
-    def _give_up(self, events: list[Event], exc: BaseException) -> None:
-        with self._lock:
-            self._failed += len(events)
-        log.error(
-            "Segment backend: %d event(s) not delivered (%s): %s",
-            len(events),
-            type(exc).__name__,
-            ", ".join(f"name={e.get('name')!r} id={e.get('id')!r}" for e in events),
-        )
-        if self.dead_letter is not None and not self.dead_letter.write_many(
-            events, backend=self.name, error=exc
-        ):
-            log.error(
-                "Segment backend: could not write %d event(s) to the dead-letter file %s",
-                len(events),
-                self.dead_letter.path,
-            )
-        if self.on_failure is not None:
-            try:
-                self.on_failure(events, exc)
-            except Exception as handler_exc:
-                log.error(
-                    "Segment backend: on_failure raised %s; %d event(s) are lost",
-                    type(handler_exc).__name__,
-                    len(events),
-                )
+            return self._settings
 
     # -- delivery ---------------------------------------------------------------------------
 
     def send(self, event: Event) -> None:
-        """Queue ``event`` for Segment (or skip it, counted, when it has no user).
+        """Send ``event`` (or skip it, counted, when it has no user): a batch of one.
 
         Raises:
-            DeliveryError: the client's queue is full, or Segment would reject the message
-                (over its 32 KB limit, an id of the wrong type).
+            DeliveryError: Segment did not take it (see :meth:`send_batch`).
         """
-        call = to_segment_call(event)
-        if isinstance(call, str):
-            self._skip(call)
-            return
-        client = self._get_client()
+        self.send_batch((event,))
+
+    def send_batch(self, events: Sequence[Event]) -> None:
+        """Post ``events`` to Segment's batch API, in as few requests as its size limit allows.
+
+        Events without a user (unless ``anonymous``) are skipped and count as done.
+
+        Raises:
+            PartialDeliveryError: some events were not delivered and every other one was:
+                ``failed`` lists their positions. Permanent for messages Segment would
+                refuse (over 32 KB); retryable when a later request of the batch failed.
+            DeliveryError: nothing was delivered: retryable for timeouts, connection
+                errors, 408, 429 (``retry_after`` from its ``Retry-After``) and 5xx,
+                permanent for other answers and for a missing write key.
+        """
+        settings = self._resolve()
+        messages: list[dict[str, Any]] = []
+        positions: list[int] = []
+        invalid: list[int] = []
+        for position, event in enumerate(events):
+            call = to_segment_call(event, anonymous=self.anonymous)
+            if isinstance(call, str):
+                self._skip(call)
+                continue
+            try:
+                _queued, message = settings.builder.track(**call)
+            except (RuntimeError, AssertionError):
+                # Over the 32 KB limit, or an id of the wrong type. The client's message
+                # repeats the event's data: neither chain nor log it.
+                invalid.append(position)
+                continue
+            messages.append(message)
+            positions.append(position)
+        delivered = 0
+        for start, end in self._chunks(messages):
+            try:
+                self._post(settings, messages[start:end])
+            except DeliveryError as exc:
+                self._count("failed", len(messages) - start)
+                if not delivered and not invalid:
+                    raise
+                raise PartialDeliveryError(
+                    f"Segment backend: {len(messages) - start + len(invalid)} of {len(events)} "
+                    f"event(s) not delivered ({exc})",
+                    failed=invalid + positions[start:],
+                    retryable=exc.retryable,
+                    retry_after=exc.retry_after,
+                ) from exc
+            delivered += end - start
+            self._count("sent", end - start)
+        if invalid:
+            self._count("rejected", len(invalid))
+            raise PartialDeliveryError(
+                f"Segment backend: {len(invalid)} of {len(events)} event(s) refused: over "
+                f"Segment's 32 KB message limit, or ids of the wrong type",
+                failed=invalid,
+                retryable=False,
+            )
+
+    @staticmethod
+    def _chunks(messages: list[dict[str, Any]]) -> list[tuple[int, int]]:
+        """Split ``messages`` into ``(start, end)`` runs within :data:`MAX_BATCH_BYTES`."""
+        runs: list[tuple[int, int]] = []
+        start, size = 0, 0
+        for index, message in enumerate(messages):
+            length = len(json.dumps(message, cls=DatetimeSerializer).encode())
+            if index > start and size + length > MAX_BATCH_BYTES:
+                runs.append((start, index))
+                start, size = index, 0
+            size += length
+        if start < len(messages):
+            runs.append((start, len(messages)))
+        return runs
+
+    def _post(self, settings: _Settings, batch: list[dict[str, Any]]) -> None:
+        """One request to ``/v1/batch``; raises :class:`DeliveryError` unless it is taken."""
+        body = {
+            "batch": batch,
+            "sentAt": _dt.datetime.now(_dt.UTC).isoformat(),
+            "writeKey": settings.write_key,
+        }
+        data = json.dumps(body, cls=DatetimeSerializer).encode()
+        credentials = base64.b64encode(f"{settings.write_key}:".encode()).decode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"analytics-python/{SEGMENT_VERSION}",
+            "Authorization": f"Basic {credentials}",
+        }
+        if self.gzip:
+            headers["Content-Encoding"] = "gzip"
+            data = _gzip.compress(data)
+        url = settings.host.rstrip("/") + "/v1/batch"
         try:
-            queued, _ = client.track(**call)
-        except RuntimeError:
-            # The client's message repeats the event's data: do not chain it.
-            raise DeliveryError(
-                "Segment backend: the message is over Segment's 32 KB limit", retryable=False
-            ) from None
-        except AssertionError as exc:
-            raise DeliveryError(
-                f"Segment backend: the client rejected the message ({exc})", retryable=False
-            ) from exc
-        except Exception as exc:  # sync_mode: the HTTP post failed
-            status = getattr(exc, "status", None)
-            retryable = not (isinstance(status, int) and 400 <= status < 500)
-            raise DeliveryError(
-                f"Segment backend: posting failed ({type(exc).__name__})", retryable=retryable
-            ) from exc
-        if not queued:
-            raise DeliveryError("Segment backend: the client's queue is full", retryable=True)
+            response = self._sessions.get().post(
+                url, data=data, headers=headers, timeout=(self.timeout, self.timeout)
+            )
+            status = response.status_code
+            response.close()
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            error = DeliveryError(
+                f"Segment backend: no answer from Segment ({type(exc).__name__})",
+                retryable=True,
+            )
+            self._report(settings, error, batch)
+            raise error from exc
+        except requests.RequestException as exc:
+            error = DeliveryError(
+                f"Segment backend: the request could not be made ({type(exc).__name__})",
+                retryable=False,
+            )
+            self._report(settings, error, batch)
+            raise error from exc
+        if 200 <= status < 300:
+            return
+        reason, retryable = _http_error(status)
+        retry_after = _retry_after(response) if retryable else None
+        error = DeliveryError(
+            f"Segment backend: {reason}", retryable=retryable, retry_after=retry_after
+        )
+        self._report(settings, error, batch)
+        raise error
+
+    def _report(self, settings: _Settings, exc: DeliveryError, batch: list[dict[str, Any]]) -> None:
+        if settings.on_error is None:
+            return
+        try:
+            settings.on_error(exc, batch)
+        except Exception as handler_exc:
+            self._log_once(
+                f"on_error raised {type(handler_exc).__name__}",
+                "Segment backend: on_error raised %s (logged once)",
+                type(handler_exc).__name__,
+            )
 
     def _skip(self, reason: str) -> None:
+        self._count("skipped", 1)
+        self._log_once(
+            reason,
+            "Segment backend: skipping events: %s (logged once; see stats()['skipped'])",
+            reason,
+            level=logging.WARNING,
+        )
+
+    def _log_once(self, key: str, message: str, *args: Any, level: int = logging.ERROR) -> None:
         with self._lock:
-            self._skipped += 1
-            first = reason not in self._reasons_logged
-            self._reasons_logged.add(reason)
+            first = key not in self._reasons_logged
+            self._reasons_logged.add(key)
         if first:
-            log.warning(
-                "Segment backend: skipping events: %s (logged once; see stats()['skipped'])",
-                reason,
-            )
+            log.log(level, message, *args)
+
+    def _count(self, counter: str, n: int) -> None:
+        with self._lock:
+            self._counters[counter] += n
 
     # -- hooks ------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until the client has sent (or given up on) every queued event.
+        """Nothing to do: every send has finished when it returns."""
 
-        In a forked child, the queue inherited from the parent is not waited on.
-
-        Args:
-            timeout: wait at most this many seconds; ``None`` waits until done.
-        """
-        client = self._client
-        if client is None or self._pid != os.getpid():
-            return
-        self._wait_until_done(client, timeout)
-
-    def close(self, timeout: float | None = None) -> None:
-        """Deliver what is queued, waiting at most ``timeout`` seconds, and stop the client.
-
-        A batch still filling is posted once ``upload_interval`` has passed, so keep that
-        below ``timeout``. Events still queued after ``timeout`` are counted as failed,
-        written to the dead letter and handed to ``on_failure``. The client's threads get
-        about one more second to hand back a batch they hold; one still being posted after
-        that is reported by the thread if it fails while the process lives. In a forked
-        child, the parent's client is dropped without waiting or reporting anything. Runs at
-        interpreter exit for an open backend.
-
-        Args:
-            timeout: the most seconds to wait; ``None`` means :data:`CLOSE_TIMEOUT`.
-        """
-        deadline = time.monotonic() + (CLOSE_TIMEOUT if timeout is None else timeout)
-        client = self._take_client()
-        if client is None:
-            return
-        atexit.unregister(client.join)  # the client's own exit hook: this replaces it
-        done = self._wait_until_done(client, deadline - time.monotonic())
-        consumers = client.consumers or []
-        for consumer in consumers:
-            consumer.pause()  # each stops after its current batch
-        if not done:  # a thread may hold a batch: give it the chance to re-queue it
-            for consumer in consumers:
-                if consumer.is_alive():
-                    consumer.join(max(deadline - time.monotonic(), _JOIN_GRACE))
-        q: queue.Queue[Any] = client.queue
-        left: list[dict[str, Any]] = []
-        while True:
-            try:
-                left.append(q.get_nowait())
-            except queue.Empty:
-                break
-            q.task_done()
-        if left:
-            self._on_error(DeliveryError("the Segment backend was closed first"), left)
-        held = q.unfinished_tasks
-        if held:
-            log.warning(
-                "Segment backend: closed while the client's thread still posts %d event(s)",
-                held,
-            )
+    def close(self) -> None:
+        """Close this process's HTTP session (a later send opens a new one)."""
+        session = self._sessions.take()
+        if session is not None:
+            session.close()
 
     def stats(self) -> dict[str, int]:
-        """Counters: ``skipped`` (no user to attribute), ``failed`` (accepted, then given up:
-        by the client after its retries, or still queued at ``close()``)."""
+        """Counters: ``skipped`` (no user to attribute), ``sent`` (messages Segment took),
+        ``rejected`` (messages refused before posting: over 32 KB), ``failed`` (messages in
+        posts that failed; a buffered node may have sent them again since)."""
         with self._lock:
-            return {"skipped": self._skipped, "failed": self._failed}
+            return dict(self._counters)
