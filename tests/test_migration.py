@@ -183,7 +183,6 @@ def test_empty_whitelist_vetoes_everything_as_before() -> None:
     assert segmentio.processors[0].options == {"allow": []}
 
 
-@pytest.mark.xfail(strict=False, reason="needs peers (the write key is read at first use)")
 def test_segment_without_a_write_key_stays_enabled_and_reads_analytics_at_first_use() -> None:
     tree = read_config(EVENT_TRACKING_BACKENDS)
     segment = tree.backends["segmentio"].backends["segment"]
@@ -588,7 +587,6 @@ def test_logger_drops_oversized_events_and_writes_event_trackings_line_format() 
     assert options["line_format"] == "event-tracking"
 
 
-@pytest.mark.xfail(strict=False, reason="needs peers (the MongoDB `indexes` option)")
 def test_mongo_creates_event_trackings_indexes() -> None:
     tree = read_config({"m": {"ENGINE": "eventtracking.backends.mongodb.MongoBackend"}})
     assert tree.backends["m"].options["indexes"] == "event-tracking"

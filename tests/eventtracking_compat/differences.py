@@ -58,12 +58,6 @@ EXPECTED.update(
             )
         },
         # MongoDB integration
-        "test_upstream_mongodb_integration.py::TestMongoIntegration::test_sequential_events": (
-            needs(
-                "peers",
-                "MongoBackend.connection; then it fails on the differences table's MongoDB row "
-                "(_id is the event id): make it MONGO",
-            )
-        ),
+        "test_upstream_mongodb_integration.py::TestMongoIntegration::test_sequential_events": MONGO,
     }
 )

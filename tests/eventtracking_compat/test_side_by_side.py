@@ -295,9 +295,6 @@ def segment_view(message: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(
-    strict=False, reason="needs peers (Segment: the analytics module's settings, users only)"
-)
 @pytest.mark.usefixtures("stand_ins")
 def test_segment_receives_what_it_received_from_event_tracking(
     tracking_log: Lines, monkeypatch: pytest.MonkeyPatch, segment_ingest: Any
