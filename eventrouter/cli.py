@@ -1,4 +1,4 @@
-"""The ``eventrouter`` command: ``validate``, ``tree`` and ``route``.
+"""The ``eventrouter`` command: ``validate``, ``tree``, ``route`` and ``worker``.
 
 Exit status: 0 when everything went well; 1 when ``route`` skipped malformed lines or a
 backend failed to deliver; 2 for an invalid configuration or a usage error; 130 when
@@ -109,6 +109,36 @@ def _parser() -> argparse.ArgumentParser:
         "--no-progress", action="store_true", help="do not show a progress bar on a terminal"
     )
     route.set_defaults(run=_route)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a Celery worker for the tree's celery nodes",
+        description="Build the tree from CONFIG and run a Celery worker that delivers, per "
+        "task, the subtree of the celery node the task names. Prints the subtrees served; "
+        "runs until stopped (SIGTERM: warm shutdown).",
+    )
+    worker.add_argument("config", metavar="CONFIG", help="the YAML routing configuration")
+    worker.add_argument(
+        "--queue",
+        "-Q",
+        action="append",
+        default=[],
+        metavar="Q",
+        help="serve only the celery nodes on this queue (repeatable; default: all)",
+    )
+    worker.add_argument(
+        "--concurrency", "-c", type=int, metavar="N", help="worker processes (default: CPUs)"
+    )
+    worker.add_argument(
+        "--loglevel", "-l", default="INFO", metavar="L", help="Celery's log level (INFO)"
+    )
+    worker.add_argument(
+        "--dead-letter",
+        metavar="FILE",
+        help="where refused and undeliverable events go (default: the configuration's "
+        "dead_letter, else eventrouter-worker.deadletter.jsonl)",
+    )
+    worker.set_defaults(run=_worker)
     return parser
 
 
@@ -190,6 +220,22 @@ def _tree(args: argparse.Namespace) -> int:
     console.print(root)
     console.print(config.summary())
     return EXIT_OK
+
+
+# -- worker -------------------------------------------------------------------------------
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from eventrouter import worker
+
+    queues = [q for value in args.queue for q in value.split(",") if q]
+    return worker.run(
+        args.config,
+        queues=queues,
+        concurrency=args.concurrency,
+        loglevel=args.loglevel,
+        dead_letter=args.dead_letter,
+    )
 
 
 # -- route --------------------------------------------------------------------------------

@@ -1064,6 +1064,9 @@ class _Builder:
             )
             return None
         self.built.append(built)
+        bind_config = getattr(built, "bind_config", None)
+        if callable(bind_config):  # a node that needs its configuration (a celery node)
+            bind_config(node)
         return built
 
     def close_all(self) -> None:

@@ -12,6 +12,7 @@ __all__ = [
     "EventEmissionExit",
     "EventRouterError",
     "MissingExtraError",
+    "SubtreeMismatchError",
     "TrackerNotRegisteredError",
 ]
 
@@ -101,3 +102,39 @@ class DeliveryError(EventRouterError):
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class SubtreeMismatchError(EventRouterError):
+    """A Celery worker refused a task: its tree has no celery node at the task's path, or the
+    subtree there differs from the one the task was published for (another configuration).
+
+    The task's events are in the worker's dead-letter file; deploy the same configuration to
+    the emitting processes and the workers, then send them on with ``eventrouter replay``.
+
+    Attributes:
+        path: the dotted path the task names.
+        fingerprint: the fingerprint the task carries.
+        found: the fingerprint of the worker's node at that path, or ``None`` when it has none.
+        served: the paths the worker serves.
+    """
+
+    def __init__(
+        self, path: str, fingerprint: str, found: str | None, served: Sequence[str] = ()
+    ) -> None:
+        if found is None:
+            listed = ", ".join(served) or "none"
+            what = f"this worker has no celery node at {path!r} (it serves: {listed})"
+        else:
+            what = (
+                f"the subtree at {path!r} differs: the task has fingerprint {fingerprint}, "
+                f"this worker's configuration {found}"
+            )
+        super().__init__(
+            f"refused a task for {path!r} (fingerprint {fingerprint}): {what}; its events are "
+            "in the worker's dead letter: run the same configuration everywhere, then "
+            "`eventrouter replay` them"
+        )
+        self.path = path
+        self.fingerprint = fingerprint
+        self.found = found
+        self.served = tuple(served)

@@ -40,7 +40,7 @@ _BUILTINS: dict[Kind, dict[str, str]] = {
         "mongodb": "eventrouter.backends.mongodb:MongoBackend",
         "segment": "eventrouter.backends.segment:SegmentBackend",
         "buffered": "eventrouter.backends.buffered:BufferedBackend",
-        "celery": "eventrouter.backends.celery:CeleryBackend",
+        "celery": "eventrouter.backends.celery:CeleryRouter",
     },
     "processor": {
         "name_filter": "eventrouter.processors.filters:NameFilter",

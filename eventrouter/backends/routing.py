@@ -108,6 +108,7 @@ class RoutingBackend:
         self._chain: tuple[ProcessorFn, ...] = ()
         self._lock = threading.Lock()
         _fork.register(self)
+        self.path = ""
         self._received = 0
         self._vetoed = 0
         self._processor_errors = 0
@@ -136,6 +137,17 @@ class RoutingBackend:
             self.backends = {key: self.backends[key] for key in sorted(self.backends)}
             self._failed.setdefault(name, 0)
             self._targets = tuple((key, b.send) for key, b in self.backends.items())
+        bind = getattr(backend, "bind_path", None)
+        if callable(bind):
+            bind(f"{self.path}.{name}" if self.path else name)
+
+    def bind_path(self, path: str) -> None:
+        """Learn this router's dotted path in the tree, and re-bind every child under it."""
+        self.path = path
+        for name, backend in list(self.backends.items()):
+            bind = getattr(backend, "bind_path", None)
+            if callable(bind):
+                bind(f"{path}.{name}" if path else name)
 
     def register_processor(self, processor: ProcessorFn) -> None:
         """Append ``processor`` to the chain.
