@@ -74,7 +74,9 @@ def records(path: Path) -> list[dict[str, Any]]:
 
 def test_encoding_round_trips_datetimes_decimals_uuids_and_bytes() -> None:
     values = {
-        "aware": dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        "aware": dt.datetime(
+            2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2))
+        ),
         "naive": dt.datetime(2024, 5, 1, 12, 0),
         "day": dt.date(2024, 5, 1),
         "clock": dt.time(12, 30, 1),
@@ -149,9 +151,7 @@ def test_bad_options_are_refused_at_construction(options: dict[str, Any]) -> Non
 
 
 def node_with(backends: dict[str, Any], tmp_path: Path, **options: Any) -> CeleryRouter:
-    node = CeleryRouter(
-        backends, dead_letter=DeadLetterFile(tmp_path / "dead.jsonl"), **options
-    )
+    node = CeleryRouter(backends, dead_letter=DeadLetterFile(tmp_path / "dead.jsonl"), **options)
     RoutingBackend({"analytics": node})  # binds the path "analytics"
     return node
 
