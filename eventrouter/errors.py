@@ -12,6 +12,7 @@ __all__ = [
     "EventEmissionExit",
     "EventRouterError",
     "MissingExtraError",
+    "OptionError",
     "SubtreeMismatchError",
     "TrackerNotRegisteredError",
 ]
@@ -97,11 +98,28 @@ class DeliveryError(EventRouterError):
     Attributes:
         retryable: ``True`` when trying again later may succeed (a server down, a timeout,
             a 5xx answer); ``False`` when it never will (a rejected document, bad credentials).
+        retry_after: seconds the peer asked us to wait before trying again (an HTTP
+            ``Retry-After``), or ``None``; a buffered node waits at least that long.
     """
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool = True, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class OptionError(EventRouterError, ValueError):
+    """A processor or backend was given an option it cannot use.
+
+    Attributes:
+        option: the option's name, so a configuration validator can point at its line.
+    """
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"option {option!r}: {message}")
+        self.option = option
 
 
 class SubtreeMismatchError(EventRouterError):

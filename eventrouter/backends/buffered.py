@@ -1,0 +1,748 @@
+"""BufferedBackend: deliver from a worker thread, so ``send`` costs the caller microseconds.
+
+Any backend can be wrapped. ``send`` snapshots the event (``pickle``, which also gives its
+size) into a bounded queue and returns; one worker thread per node takes batches off the
+queue (on ``batch_size``, or when the oldest event has waited ``flush_interval``), hands
+them to the backend's ``send_batch`` (or ``send``, one by one), and retries what fails:
+
+* a recoverable failure (:class:`~eventrouter.errors.DeliveryError` with ``retryable``,
+  or an ``OSError``) is retried after an exponential backoff with full jitter, at least
+  ``retry_after`` seconds when the error carries one, up to ``max_retries`` times and
+  within ``retry_deadline`` seconds of the first failure;
+* a permanent failure (``retryable=False``, or any other exception) of a batch splits it
+  in two halves, tried separately, so one poison event does not take its neighbours down;
+  a single event that fails permanently is not retried;
+* what is given up on is written to the dead-letter file with the node's path, the error
+  type, the number of attempts and the times of the first and last failure.
+
+Every event sent ends counted in exactly one of ``delivered`` (the backend acknowledged
+it), ``dead_lettered``, ``dropped`` (``when_full`` said so) or ``lost`` (the dead-letter
+file could not be written, or there is none), once the node is closed.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import inspect
+import logging
+import os
+import pickle
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from eventrouter import _fork, lifecycle
+from eventrouter.deadletter import DeadLetterFile
+from eventrouter.encoding import dumps
+from eventrouter.errors import DeliveryError, OptionError
+from eventrouter.typing import Backend, Event
+
+__all__ = ["WHEN_FULL", "BufferedBackend"]
+
+log = logging.getLogger("eventrouter.buffered")
+
+WHEN_FULL: Final = ("dead_letter", "block", "drop_oldest", "drop_newest")
+"""What ``send`` may do with an event that does not fit in a full queue."""
+
+LOG_EVERY = 10.0
+"""Seconds between two log lines about a full queue (the events are all counted)."""
+
+_PICKLE = pickle.HIGHEST_PROTOCOL
+
+# One queued event: (payload, size in bytes, time.monotonic() when queued). The payload is
+# the pickled event, or the event itself when it cannot be pickled (then it is sized by its
+# JSON encoding).
+_Entry = tuple[Any, int, float]
+
+
+class _Item:
+    """An event taken off the queue, until it is settled (delivered or given up)."""
+
+    __slots__ = ("event", "payload", "settled")
+
+    def __init__(self, payload: Any) -> None:
+        self.payload = payload
+        self.event: Event | None = None if type(payload) is bytes else payload
+        self.settled = False
+
+    def decoded(self) -> Event:
+        event = self.event
+        if event is None:
+            event = self.event = pickle.loads(self.payload)
+        return event
+
+
+class _Throttle:
+    """Says when to log again: at most once per ``every`` seconds, with a count of the rest."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.next = 0.0
+        self.held = 0
+
+    def due(self) -> int | None:
+        """``None`` to stay quiet, else how many were held back since the last line."""
+        now = time.monotonic()
+        if now < self.next:
+            self.held += 1
+            return None
+        self.next = now + self.every
+        held, self.held = self.held, 0
+        return held
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _accepts_timeout(method: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.name == "timeout" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in parameters
+    )
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, DeliveryError):
+        return exc.retryable
+    return isinstance(exc, OSError)
+
+
+def _label(events: Sequence[Event]) -> str:
+    shown = ", ".join(f"{e.get('name')!r} id={e.get('id')!r}" for e in events[:3])
+    more = len(events) - 3
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+class BufferedBackend:
+    """Wrap ``backend`` so events are delivered from a worker thread, batched and retried.
+
+    Args:
+        backend: any backend (``send(event)``; ``send_batch(events)`` is used when present).
+        max_queue: the most events held (queued, not counting the batch in flight).
+        max_bytes: the most bytes held, counting each event's pickled size.
+        batch_size: the most events per ``send_batch`` call; a full batch is sent at once.
+        flush_interval: seconds the oldest queued event waits for its batch to fill.
+        max_retries: retries after the first attempt, for recoverable failures.
+        retry_deadline: seconds after a batch's first failure when it is given up on.
+        backoff: ``(base, cap)``: the n-th retry waits a random time between 0 and
+            ``min(cap, base * 2 ** (n - 1))`` seconds (or the error's ``retry_after``).
+        when_full: what ``send`` does with an event that does not fit: ``"dead_letter"``
+            writes it to the dead letter (the default: nothing is dropped silently);
+            ``"block"`` waits up to ``block_timeout`` seconds for room, then dead-letters it;
+            ``"drop_oldest"`` drops the oldest queued events to make room; ``"drop_newest"``
+            drops the event. Drops are counted in ``stats()["dropped"]`` and logged at most
+            once per 10 s.
+        block_timeout: seconds ``send`` may wait when ``when_full="block"``.
+        dead_letter: the :class:`~eventrouter.deadletter.DeadLetterFile` (or its path) where
+            given-up events go. Without one they are counted as ``lost`` and logged.
+
+    Raises:
+        OptionError: an option is out of range; ``.option`` names it.
+        ValueError: ``backend`` has no callable ``send``.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        max_queue: int = 10_000,
+        max_bytes: int = 32 * 1024 * 1024,
+        batch_size: int = 100,
+        flush_interval: float = 1.0,
+        max_retries: int = 8,
+        retry_deadline: float = 900.0,
+        backoff: Sequence[float] = (0.5, 30.0),
+        when_full: str = "dead_letter",
+        block_timeout: float = 0.0,
+        dead_letter: DeadLetterFile | str | os.PathLike[str] | None = None,
+    ) -> None:
+        if not callable(getattr(backend, "send", None)):
+            raise ValueError(
+                f"{type(backend).__name__} has no callable send(event): a buffered node "
+                "wraps a backend, anything with a send(event) method"
+            )
+        for option, value, low in (
+            ("max_queue", max_queue, 1),
+            ("max_bytes", max_bytes, 1),
+            ("batch_size", batch_size, 1),
+            ("max_retries", max_retries, 0),
+        ):
+            if type(value) is not int or value < low:
+                raise OptionError(option, f"expected an int >= {low}, got {value!r}")
+        for option, number in (
+            ("flush_interval", flush_interval),
+            ("retry_deadline", retry_deadline),
+            ("block_timeout", block_timeout),
+        ):
+            if not _is_number(number) or number < 0:
+                raise OptionError(option, f"expected a number of seconds >= 0, got {number!r}")
+        if (
+            isinstance(backoff, str | bytes)
+            or not isinstance(backoff, Sequence)
+            or len(backoff) != 2
+            or not all(_is_number(x) and x >= 0 for x in backoff)
+            or backoff[0] > backoff[1]
+        ):
+            raise OptionError(
+                "backoff", f"expected [base, cap] seconds with 0 <= base <= cap, got {backoff!r}"
+            )
+        if when_full not in WHEN_FULL:
+            raise OptionError(
+                "when_full", f"expected one of {', '.join(WHEN_FULL)}, got {when_full!r}"
+            )
+        if dead_letter is not None and not isinstance(dead_letter, DeadLetterFile):
+            dead_letter = DeadLetterFile(dead_letter)
+        self.backend = backend
+        self.dead_letter: DeadLetterFile | None = dead_letter
+        self.max_queue = max_queue
+        self.max_bytes = max_bytes
+        self.batch_size = batch_size
+        self.flush_interval = float(flush_interval)
+        self.max_retries = max_retries
+        self.retry_deadline = float(retry_deadline)
+        self.backoff = (float(backoff[0]), float(backoff[1]))
+        self.when_full = when_full
+        self.block_timeout = float(block_timeout)
+        self.path = ""
+        send_batch = getattr(backend, "send_batch", None)
+        self._send_batch: Callable[[Sequence[Event]], Any] | None = (
+            send_batch if callable(send_batch) else None
+        )
+        self._send: Callable[[Event], Any] = backend.send
+        self._close_backend = True
+        self._reset()
+        _fork.register(self)
+        lifecycle.track(self)
+
+    def _reset(self) -> None:
+        """Fresh state: at construction, and in a forked child (without the parent's events)."""
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # the worker waits on it
+        self._room = threading.Condition(self._lock)  # senders with when_full="block"
+        self._settled = threading.Condition(self._lock)  # flush() and close()
+        self._queue: collections.deque[_Entry] = collections.deque()
+        self._bytes = 0
+        self._flight: list[_Item] = []
+        self._worker: threading.Thread | None = None
+        self._flushing = 0
+        self._closing = False
+        self._closed = False
+        self._deadline: float | None = None
+        self._abandoned = False
+        self._received = 0
+        self._queued = 0
+        self._delivered = 0
+        self._retried = 0
+        self._dead_lettered = 0
+        self._lost = 0
+        self._dropped: dict[str, int] = {}
+        self._full_log = _Throttle(LOG_EVERY)
+
+    def _after_fork_in_child(self) -> None:
+        closed = self._closed
+        self._reset()
+        self._closed = self._closing = closed
+
+    def bind_path(self, path: str) -> None:
+        """Learn this node's dotted path in the tree (used in dead letters and logs)."""
+        self.path = path
+        bind = getattr(self.backend, "bind_path", None)
+        if callable(bind):
+            bind(path)
+
+    # -- the caller's side ------------------------------------------------------------------
+
+    def send(self, event: Event) -> None:
+        """Queue ``event`` for delivery and return at once; never raises.
+
+        When the queue is full, ``when_full`` decides; an event that cannot be encoded at
+        all, is larger than ``max_bytes``, or arrives after :meth:`close` is dead-lettered.
+        """
+        try:
+            payload: Any = pickle.dumps(event, _PICKLE)
+            size = len(payload)
+        except Exception:
+            payload, size = event, self._json_size(event)
+            if size < 0:
+                with self._lock:
+                    self._received += 1
+                self._reject(event, "Unencodable")
+                return
+        now = time.monotonic()
+        with self._lock:
+            self._received += 1
+            if self._closing:
+                reason = "Closed"
+            elif size > self.max_bytes:
+                reason = "TooLarge"
+            elif len(self._queue) < self.max_queue and self._bytes + size <= self.max_bytes:
+                reason = ""
+            else:
+                reason = self._make_room(size)
+            if not reason:
+                self._queue.append((payload, size, now))
+                self._bytes += size
+                self._queued += 1
+                depth = len(self._queue)
+                if depth == 1 or depth >= self.batch_size:
+                    self._wake.notify()
+                if self._worker is None:
+                    self._start_worker()
+                return
+        if reason == "drop_newest":
+            self._log_full(reason)
+        else:
+            self._reject(event, reason)
+
+    def _make_room(self, size: int) -> str:
+        """With the lock held and the queue full: ``""`` once there is room, else a reason."""
+        if self.when_full == "drop_oldest":
+            dropped = 0
+            while self._queue and (
+                len(self._queue) >= self.max_queue or self._bytes + size > self.max_bytes
+            ):
+                _, old_size, _ = self._queue.popleft()
+                self._bytes -= old_size
+                dropped += 1
+            self._dropped["drop_oldest"] = self._dropped.get("drop_oldest", 0) + dropped
+            self._log_full("drop_oldest")
+            return ""
+        if self.when_full == "drop_newest":
+            self._dropped["drop_newest"] = self._dropped.get("drop_newest", 0) + 1
+            return "drop_newest"
+        if self.when_full == "block" and self.block_timeout > 0:
+            fits = self._room.wait_for(
+                lambda: (
+                    self._closing
+                    or (len(self._queue) < self.max_queue and self._bytes + size <= self.max_bytes)
+                ),
+                self.block_timeout,
+            )
+            if fits and not self._closing:
+                return ""
+            if self._closing:
+                return "Closed"
+        return "QueueFull"
+
+    def _log_full(self, reason: str) -> None:
+        held = self._full_log.due()
+        if held is None:
+            return
+        log.warning(
+            "buffered node %r: queue full (%d events, %d bytes): %s%s; counted in "
+            "stats()['dropped']",
+            self.path or type(self.backend).__name__,
+            self.max_queue,
+            self.max_bytes,
+            "dropping the oldest" if reason == "drop_oldest" else "dropping new events",
+            f" ({held} more since the last line)" if held else "",
+        )
+
+    @staticmethod
+    def _json_size(event: Event) -> int:
+        try:
+            return len(dumps(event))
+        except Exception:
+            return -1
+
+    def _reject(self, event: Event, reason: str) -> None:
+        """Dead-letter an event ``send`` could not queue (never attempted); logs are throttled."""
+        written = self._give_up([event], reason, attempts=0, first=None, last=None, quiet=True)
+        held = self._full_log.due()
+        if held is not None:
+            where = self.dead_letter.path if self.dead_letter is not None else None
+            log.warning(
+                "buffered node %r could not queue event %s (%s): %s%s",
+                self.path or type(self.backend).__name__,
+                _label([event]),
+                reason,
+                f"written to {where}"
+                if written
+                else "LOST: no writable dead-letter file (give the node dead_letter=...)",
+                f"; {held} more such events since the last line" if held else "",
+            )
+
+    def _start_worker(self) -> None:
+        worker = threading.Thread(
+            target=self._run, name=f"eventrouter buffered {self.path or id(self)}", daemon=True
+        )
+        self._worker = worker
+        worker.start()
+
+    # -- the worker -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                entries = self._next_batch()
+                if entries is None:
+                    self._settled.notify_all()
+                    return
+                items = [_Item(payload) for payload, _, _ in entries]
+                self._flight = items
+            try:
+                self._deliver(items)
+            except Exception as exc:  # a bug of ours: never lose the batch silently
+                log.error("buffered node %r: worker error %s", self.path, type(exc).__name__)
+                self._settle_failed(items, type(exc).__name__, 1, None, None)
+            with self._lock:
+                self._flight = []
+                self._settled.notify_all()
+                if self._abandoned:
+                    return
+
+    def _next_batch(self) -> list[_Entry] | None:
+        """With the lock held: wait for the next batch; ``None`` when the worker should stop."""
+        queue = self._queue
+        while True:
+            if self._abandoned:
+                return None
+            deadline = self._deadline if self._closing else None
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            if queue:
+                wait = 0.0
+                if not (self._closing or self._flushing or len(queue) >= self.batch_size):
+                    wait = queue[0][2] + self.flush_interval - time.monotonic()
+                if wait <= 0:
+                    count = min(self.batch_size, len(queue))
+                    entries = [queue.popleft() for _ in range(count)]
+                    self._bytes -= sum(size for _, size, _ in entries)
+                    self._room.notify_all()
+                    return entries
+                self._wake.wait(wait)
+            else:
+                if self._closing:
+                    return None
+                self._settled.notify_all()
+                self._wake.wait()
+
+    def _deliver(self, items: list[_Item]) -> None:
+        ready: list[_Item] = []
+        for item in items:
+            try:
+                item.decoded()
+            except Exception:
+                self._settle_failed([item], "Undecodable", 0, None, None)
+                continue
+            ready.append(item)
+        parts: list[tuple[list[_Item], int]] = [(ready, 0)] if ready else []
+        while parts:
+            part, attempts = parts.pop()
+            parts.extend(self._attempt(part, attempts))
+
+    def _attempt(self, items: list[_Item], attempts: int) -> list[tuple[list[_Item], int]]:
+        """Deliver ``items`` with retries; returns halves of a batch to try separately."""
+        first: dt.datetime | None = None
+        started = 0.0
+        while True:
+            failures = self._call(items)
+            attempts += 1
+            if not failures:
+                return []
+            now = dt.datetime.now(dt.UTC)
+            if first is None:
+                first, started = now, time.monotonic()
+            retry: list[_Item] = []
+            for item, exc in failures:
+                if _retryable(exc):
+                    retry.append(item)
+                elif self._send_batch is not None and len(failures) > 1:
+                    # A batch failed for good: maybe one poison event; try each half alone.
+                    failed = [i for i, _ in failures]
+                    middle = len(failed) // 2
+                    return [(failed[middle:], attempts), (failed[:middle], attempts)]
+                else:
+                    self._settle_failed([item], type(exc).__name__, attempts, first, now)
+            if not retry:
+                return []
+            items = retry
+            error = failures[-1][1]
+            delay = self._delay(attempts, error)
+            too_late = time.monotonic() + delay - started > self.retry_deadline
+            if attempts > self.max_retries or too_late or not self._pause(delay):
+                self._settle_failed(items, type(error).__name__, attempts, first, now)
+                return []
+            with self._lock:
+                self._retried += len(items)
+
+    def _call(self, items: list[_Item]) -> list[tuple[_Item, BaseException]]:
+        """One attempt; the items that failed, each with its error. Settles the delivered."""
+        if self._send_batch is not None:
+            try:
+                self._send_batch([item.decoded() for item in items])
+            except Exception as exc:
+                return [(item, exc) for item in items]
+            self._settle_delivered(items)
+            return []
+        failures: list[tuple[_Item, BaseException]] = []
+        for item in items:
+            try:
+                self._send(item.decoded())
+            except Exception as exc:
+                failures.append((item, exc))
+                continue
+            self._settle_delivered([item])
+        return failures
+
+    def _delay(self, attempts: int, error: BaseException) -> float:
+        base, cap = self.backoff
+        delay = random.uniform(0.0, min(cap, base * 2 ** min(attempts - 1, 62)))
+        after = getattr(error, "retry_after", None)
+        if isinstance(after, int | float) and not isinstance(after, bool) and after > delay:
+            delay = float(after)
+        return delay
+
+    def _pause(self, delay: float) -> bool:
+        """Wait ``delay`` seconds before a retry; ``False`` if closing ran out of time first."""
+        until = time.monotonic() + delay
+        with self._lock:
+            while True:
+                if self._abandoned:
+                    return False
+                now = time.monotonic()
+                deadline = self._deadline if self._closing else None
+                if deadline is not None and now >= deadline:
+                    return False
+                if now >= until:
+                    return True
+                end = until if deadline is None else min(until, deadline)
+                self._wake.wait(end - now)
+
+    # -- settling ---------------------------------------------------------------------------
+
+    def _claim(self, items: Sequence[_Item]) -> list[_Item]:
+        """With the lock held: mark ``items`` settled; the ones this call settled."""
+        if self._abandoned:
+            return []
+        claimed = [item for item in items if not item.settled]
+        for item in claimed:
+            item.settled = True
+        return claimed
+
+    def _settle_delivered(self, items: Sequence[_Item]) -> None:
+        with self._lock:
+            claimed = self._claim(items)
+            self._delivered += len(claimed)
+        if len(claimed) < len(items):
+            log.warning(
+                "buffered node %r: %d event(s) were delivered after close() gave up on them; "
+                "they are in the dead letter too (replay is at-least-once: the id is the key)",
+                self.path,
+                len(items) - len(claimed),
+            )
+
+    def _settle_failed(
+        self,
+        items: Sequence[_Item],
+        error: str,
+        attempts: int,
+        first: dt.datetime | None,
+        last: dt.datetime | None,
+    ) -> None:
+        with self._lock:
+            claimed = self._claim(items)
+        if claimed:
+            events = [_event_of(item) for item in claimed]
+            self._give_up(events, error, attempts=attempts, first=first, last=last)
+
+    def _give_up(
+        self,
+        events: list[Event],
+        error: str,
+        *,
+        attempts: int,
+        first: dt.datetime | None,
+        last: dt.datetime | None,
+        quiet: bool = False,
+    ) -> bool:
+        """Write ``events`` to the dead letter and count them; logs unless ``quiet``.
+
+        Returns whether they were written.
+        """
+        dead_letter = self.dead_letter
+        written = dead_letter is not None and dead_letter.write_many(
+            events,
+            destination=self.path,
+            error=error,
+            attempts=attempts,
+            first_failure=first,
+            last_failure=last,
+        )
+        with self._lock:
+            if written:
+                self._dead_lettered += len(events)
+            else:
+                self._lost += len(events)
+        if dead_letter is None:
+            outcome = "LOST: give the node a dead_letter file to keep such events"
+        elif written:
+            outcome = f"written to {dead_letter.path}"
+        else:
+            outcome = f"LOST: the dead-letter file {dead_letter.path} cannot be written"
+        if quiet:
+            return written
+        log.error(
+            "buffered node %r gave up on %d event(s) (%s) after %d attempt(s): %s; %s",
+            self.path or type(self.backend).__name__,
+            len(events),
+            _label(events),
+            attempts,
+            error,
+            outcome,
+        )
+        return written
+
+    # -- flush and close --------------------------------------------------------------------
+
+    def _idle(self) -> bool:
+        return not self._queue and not self._flight
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send what is queued now, and wait until it is delivered or given up on.
+
+        Args:
+            timeout: wait at most this many seconds (``None``: until done). Events still
+                queued then stay queued.
+
+        Returns:
+            ``True`` if nothing was left queued or in flight.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                done = self._idle()
+            else:
+                self._flushing += 1
+                self._wake.notify()
+                try:
+                    done = self._settled.wait_for(self._idle, lifecycle.remaining(deadline))
+                finally:
+                    self._flushing -= 1
+        inner = getattr(self.backend, "flush", None)
+        if done and callable(inner):
+            try:
+                inner(lifecycle.remaining(deadline))
+            except Exception as exc:
+                log.error("flushing %r failed: %s", self.path, type(exc).__name__)
+        return done
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Deliver what is held within ``timeout`` seconds, then stop; the rest is dead-lettered.
+
+        Events queued or in flight after ``timeout`` (``None``: no limit) go to the dead
+        letter; if a backend call is still running then, its events are dead-lettered too
+        and, should that call succeed later, delivered as well (replay is at-least-once).
+        The wrapped backend is closed afterwards. Later ``send`` calls dead-letter their
+        event (``Closed``).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._begin_close(deadline)
+        self._finish_close(deadline)
+
+    def _begin_close(self, deadline: float | None) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            self._deadline = deadline
+            self._wake.notify_all()
+            self._room.notify_all()
+
+    def _finish_close(self, deadline: float | None) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            worker = self._worker
+        if worker is not None and worker.is_alive():
+            worker.join(lifecycle.remaining(deadline))
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            leftovers = list(self._queue)
+            self._queue.clear()
+            self._bytes = 0
+            in_flight = [item for item in self._flight if not item.settled]
+            for item in in_flight:
+                item.settled = True
+            self._abandoned = True
+            self._wake.notify_all()
+            self._room.notify_all()
+            self._settled.notify_all()
+        lifecycle.untrack(self)
+        if in_flight:
+            events = [_event_of(item) for item in in_flight]
+            self._give_up(events, "InFlightAtClose", attempts=1, first=None, last=None)
+        if leftovers:
+            self._give_up(
+                [_event_of(_Item(payload)) for payload, _, _ in leftovers],
+                "Closed",
+                attempts=0,
+                first=None,
+                last=None,
+            )
+        if self.dead_letter is not None:
+            self.dead_letter.sync()
+        close = getattr(self.backend, "close", None)
+        if self._close_backend and callable(close):
+            try:
+                if _accepts_timeout(close):
+                    close(timeout=lifecycle.remaining(deadline))
+                else:
+                    close()
+            except Exception as exc:
+                log.error("closing %r failed: %s", self.path, type(exc).__name__)
+
+    # -- introspection ----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and gauges of this node.
+
+        ``received`` (``send`` calls), ``queued`` (accepted into the queue), ``in_flight``,
+        ``delivered`` (acknowledged by the backend), ``retried`` (event retries),
+        ``dead_lettered``, ``dropped`` (by ``when_full`` mode), ``lost`` (given up with no
+        writable dead letter), ``failed`` (dead-lettered + dropped + lost), ``depth`` and
+        ``bytes`` (queued now), ``oldest_age`` (seconds the oldest queued event has waited),
+        and ``backend``: the wrapped backend's own ``stats()`` when it has one.
+        """
+        with self._lock:
+            dropped = dict(self._dropped)
+            out: dict[str, Any] = {
+                "received": self._received,
+                "queued": self._queued,
+                "in_flight": sum(1 for item in self._flight if not item.settled),
+                "delivered": self._delivered,
+                "retried": self._retried,
+                "dead_lettered": self._dead_lettered,
+                "dropped": dropped,
+                "lost": self._lost,
+                "failed": self._dead_lettered + self._lost + sum(dropped.values()),
+                "depth": len(self._queue),
+                "bytes": self._bytes,
+                "oldest_age": time.monotonic() - self._queue[0][2] if self._queue else 0.0,
+            }
+        inner = getattr(self.backend, "stats", None)
+        if callable(inner):
+            try:
+                out["backend"] = inner()
+            except Exception as exc:
+                log.error("stats of %r failed: %s", self.path, type(exc).__name__)
+        return out
+
+    def __repr__(self) -> str:
+        return f"BufferedBackend({self.backend!r}, path={self.path!r})"
+
+
+def _event_of(item: _Item) -> Event:
+    try:
+        return item.decoded()
+    except Exception:
+        return {"id": None, "name": None, "undecodable": True}
