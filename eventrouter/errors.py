@@ -126,8 +126,8 @@ class SubtreeMismatchError(EventRouterError):
     """A Celery worker refused a task: its tree has no celery node at the task's path, or the
     subtree there differs from the one the task was published for (another configuration).
 
-    The task's events are in the worker's dead-letter file; deploy the same configuration to
-    the emitting processes and the workers, then send them on with ``eventrouter replay``.
+    The worker writes the task's events to its dead-letter file; deploy the same configuration
+    to the emitting processes and the workers, then send them on with ``eventrouter replay``.
 
     Attributes:
         path: the dotted path the task names.
@@ -148,11 +148,15 @@ class SubtreeMismatchError(EventRouterError):
                 f"this worker's configuration {found}"
             )
         super().__init__(
-            f"refused a task for {path!r} (fingerprint {fingerprint}): {what}; its events are "
-            "in the worker's dead letter: run the same configuration everywhere, then "
-            "`eventrouter replay` them"
+            f"refused a task for {path!r} (fingerprint {fingerprint}): {what}; run the same "
+            "configuration in the emitting processes and the workers, then `eventrouter "
+            "replay` the worker's dead letter"
         )
         self.path = path
         self.fingerprint = fingerprint
         self.found = found
         self.served = tuple(served)
+
+    def __reduce__(self) -> tuple[type[SubtreeMismatchError], tuple[object, ...]]:
+        # Celery pickles a task's exception; keep its class, not just its message
+        return (type(self), (self.path, self.fingerprint, self.found, self.served))

@@ -22,9 +22,9 @@ from eventrouter.backends.celery import (
     MEMORY_BROKER,
     TASK_NAME,
     CeleryRouter,
-    _write_dead_letter,
     configure_app,
     decode_batch,
+    write_dead_letter,
 )
 from eventrouter.backends.routing import RoutingBackend
 from eventrouter.deadletter import DeadLetterFile
@@ -134,7 +134,7 @@ class WorkerTree:
             events = decode_batch(payload)
         except ValueError:
             events = [{"id": None, "name": None, "payload": payload}]
-        written = _write_dead_letter(
+        written = write_dead_letter(
             self.dead_letter,
             events,
             destination=path,
@@ -143,13 +143,12 @@ class WorkerTree:
             first_failure=None,
         )
         log.error(
-            "refused a task of %d event(s) for %r: %s; events %s",
-            len(events),
-            path,
+            "%s; its %d event(s) are %s",
             error,
-            f"written to {self.dead_letter.path}"
+            len(events),
+            f"in {self.dead_letter.path}"
             if written
-            else f"LOST: cannot write the dead-letter file {self.dead_letter.path}",
+            else f"LOST: the dead-letter file {self.dead_letter.path} cannot be written",
         )
 
 

@@ -34,6 +34,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from eventrouter import _fork
+from eventrouter.backends.buffered import BufferedBackend
 from eventrouter.backends.routing import ProcessorFn, RoutingBackend, describe
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.encoding import dumps, json_default
@@ -235,10 +236,6 @@ def _is_permanent(exc: BaseException) -> bool:
 def _direct(backend: Backend) -> Backend:
     """The backend itself, or the one a buffered node wraps: on a worker the task is only
     acknowledged once the events are delivered, so delivery must not be queued again."""
-    try:
-        from eventrouter.backends.buffered import BufferedBackend
-    except ImportError:  # pragma: no cover - the buffered node ships with the package
-        return backend
     if isinstance(backend, BufferedBackend):
         inner: Backend = backend.backend
         return inner
@@ -329,7 +326,9 @@ class CeleryRouter(RoutingBackend):
         self._retried = 0
         self._dead_lettered = 0
         self._buffer_options = dict(buffer or {})
-        self._buffer: Any = None  # made on first use: a worker never starts its thread
+        self._buffer: BufferedBackend | None = (
+            None  # made on first use: a worker never starts its thread
+        )
         if not self.in_process:
             _require_celery()
 
@@ -372,9 +371,7 @@ class CeleryRouter(RoutingBackend):
         """Queue an already processed ``event`` for the workers (used by replay)."""
         (self._buffer or self._start_buffer()).send(event)
 
-    def _start_buffer(self) -> Any:
-        from eventrouter.backends.buffered import BufferedBackend
-
+    def _start_buffer(self) -> BufferedBackend:
         with self._lock:
             if self._buffer is None:
                 buffer = BufferedBackend(
@@ -538,7 +535,7 @@ class CeleryRouter(RoutingBackend):
         ids = ", ".join(repr(e.get("id")) for e in events[:3]) + (" ..." if len(events) > 3 else "")
         if self.dead_letter is None:
             where = "LOST: no dead_letter file is configured"
-        elif _write_dead_letter(
+        elif write_dead_letter(
             self.dead_letter,
             events,
             destination=destination,
@@ -604,7 +601,7 @@ class CeleryRouter(RoutingBackend):
             }
         buffer_stats: Mapping[str, Any] = {} if self._buffer is None else self._buffer.stats()
         out["buffer"] = dict(buffer_stats)
-        failed = buffer_stats.get("dead_lettered", 0)
+        failed = buffer_stats.get("failed", 0)
         out["failed"] = (failed if isinstance(failed, int) else 0) + out["dead_lettered"]
         return out
 
@@ -678,7 +675,7 @@ def configure_app(app: Any, node: CeleryRouter) -> None:
     )
 
 
-def _write_dead_letter(
+def write_dead_letter(
     dead_letter: DeadLetterFile,
     events: Sequence[Event],
     *,
@@ -687,20 +684,25 @@ def _write_dead_letter(
     attempts: int,
     first_failure: str | None,
 ) -> bool:
-    write_many: Any = dead_letter.write_many
+    """Write ``events`` to ``dead_letter`` as failed at ``destination``; never raises."""
+    first = _parse_time(first_failure)
+    return dead_letter.write_many(
+        events,
+        destination=destination,
+        error=reason,
+        attempts=attempts,
+        first_failure=first,
+        last_failure=dt.datetime.now(dt.UTC),
+    )
+
+
+def _parse_time(text: str | None) -> dt.datetime | None:
+    if not isinstance(text, str):
+        return None
     try:
-        return bool(
-            write_many(
-                events,
-                destination=destination,
-                error=reason,
-                attempts=attempts,
-                first_failure=first_failure,
-                last_failure=_utc_now(),
-            )
-        )
-    except TypeError:  # a dead-letter file without the destination/attempts keywords
-        return bool(write_many(events, backend=destination, error=reason))
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _require_celery() -> None:
