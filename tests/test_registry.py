@@ -47,11 +47,6 @@ def test_short_name_of_the_other_kind_says_so() -> None:
         registry.resolve("processor", "memory")
 
 
-def test_built_in_name_without_a_module_is_not_available_in_this_version() -> None:
-    with pytest.raises(UnknownNameError, match="not available in this version"):
-        registry.resolve("backend", "celery")
-
-
 def test_dotted_path_is_imported_as_it_is() -> None:
     assert registry.resolve("backend", "eventrouter.backends.memory.MemoryBackend") is (
         MemoryBackend
