@@ -193,10 +193,25 @@ def _label(node: ConfigNode, *, show_options: bool = True) -> Text:
         for key, value in node.shown_options().items():
             text.append(f"  {key}=", style="cyan")
             text.append(value)
+    mark = _celery_mark(node)
+    if mark:
+        text.append(mark, style="bold green")
     if not node.enabled:
         text.append("  [disabled]", style="bold yellow")
         text.stylize("dim")
     return text
+
+
+def _celery_mark(node: ConfigNode) -> str:
+    """``[celery workers, queue Q]`` for a celery node (its backends run on workers)."""
+    from eventrouter.backends.celery import MEMORY_BROKER, CeleryRouter
+
+    target = node.target
+    if not (isinstance(target, type) and issubclass(target, CeleryRouter)):
+        return ""
+    if node.options.get("broker", MEMORY_BROKER) == MEMORY_BROKER:
+        return "  [celery, in this process: memory://]"
+    return f"  [celery workers, queue {node.options.get('queue', 'eventrouter')}]"
 
 
 def _add_children(

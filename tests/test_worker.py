@@ -515,3 +515,20 @@ def test_worker_refuses_a_queue_no_node_uses(
     config = write_config(tmp_path / "tree.yaml", {"here": node}, tmp_path / "dead.jsonl")
     assert cli.main(["worker", str(config), "--queue", "nope"]) == 2
     assert "here (queue q" in capsys.readouterr().err
+
+
+def test_tree_marks_celery_nodes_and_their_queues(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    remote = celery_node(
+        "redis://:hush@127.0.0.1:1/0", "analytics", "x.*", {"m": {"class": "memory"}}
+    )
+    local = {"class": "celery", "backends": {"m": {"class": "memory"}}}
+    config = write_config(
+        tmp_path / "tree.yaml", {"remote": remote, "local": local}, tmp_path / "d"
+    )
+    assert cli.main(["tree", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "[celery workers, queue analytics]" in out
+    assert "[celery, in this process: memory://]" in out
+    assert "hush" not in out
