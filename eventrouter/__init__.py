@@ -20,6 +20,7 @@ from eventrouter.errors import (
     EventEmissionExit,
     EventRouterError,
     MissingExtraError,
+    OptionError,
     TrackerNotRegisteredError,
 )
 from eventrouter.event import build_event, copy_event
@@ -28,7 +29,8 @@ from eventrouter.tracker import Tracker, emit, get_tracker, register_tracker
 if TYPE_CHECKING:
     from eventrouter.config import load
 
-__version__ = "0.1.0"
+    __version__: str
+    """The installed version of eventrouter (from the package's metadata)."""
 
 __all__ = [
     "ConfigError",
@@ -37,6 +39,7 @@ __all__ = [
     "EventRouterError",
     "MemoryBackend",
     "MissingExtraError",
+    "OptionError",
     "RoutingBackend",
     "Tracker",
     "TrackerNotRegisteredError",
@@ -57,4 +60,14 @@ def __getattr__(name: str) -> Any:
         from eventrouter.config import load
 
         return load
+    # Reading the package metadata scans sys.path: do it only when someone asks.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("eventrouter")
+        except PackageNotFoundError:  # a source tree that was never installed
+            found = "0+unknown"
+        globals()["__version__"] = found
+        return found
     raise AttributeError(f"module 'eventrouter' has no attribute {name!r}")

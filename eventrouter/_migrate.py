@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from eventrouter._yaml import LineDict, LineList
+from eventrouter.config.read import LineDict, LineList
 
 __all__ = ["Translation", "is_event_tracking", "original", "translate"]
 

@@ -13,14 +13,14 @@ import contextlib
 import inspect
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "Mismatch",
     "Parameters",
     "coerce_text",
-    "describe",
+    "describe_type",
     "kind_of",
     "mismatch",
     "parse_bool",
@@ -69,11 +69,17 @@ class Parameters:
 @dataclass(frozen=True, slots=True)
 class Mismatch:
     """Where inside a value (``""``, ``"[2]"``, ``".host"``) it stops matching, and what was
-    expected there."""
+    expected there; ``steps`` says the same as keys and indexes (``(2,)``, ``("host",)``)."""
 
     where: str
     expected: str
     got: Any
+    steps: tuple[Any, ...] = field(default=(), compare=False)
+
+    def inside(self, step: Any) -> Mismatch:
+        """This mismatch, found inside the item ``step`` of a list or mapping."""
+        where = f"[{step}]" if isinstance(step, int) else f".{step}"
+        return Mismatch(where + self.where, self.expected, self.got, (step, *self.steps))
 
 
 def _union_args(tp: Any) -> tuple[Any, ...] | None:
@@ -83,18 +89,18 @@ def _union_args(tp: Any) -> tuple[Any, ...] | None:
     return None
 
 
-def describe(tp: Any) -> str:
+def describe_type(tp: Any) -> str:
     """A short English description of an annotation (``"a list of strings"``)."""
     if tp is type(None) or tp is None:
         return "null"
     args = _union_args(tp)
     if args is not None:
-        return " or ".join(describe(arm) for arm in args)
+        return " or ".join(describe_type(arm) for arm in args)
     origin = typing.get_origin(tp)
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin is typing.Annotated:
-        return describe(typing.get_args(tp)[0])
+        return describe_type(typing.get_args(tp)[0])
     simple = {
         str: "a string",
         int: "an integer",
@@ -108,9 +114,9 @@ def describe(tp: Any) -> str:
     if base in _SEQUENCES or base in _COLLECTIONS:
         inner = typing.get_args(tp)
         if inner and inner[0] is not Any and inner[-1] is not Ellipsis:
-            return f"a list of {_plural(describe(inner[0]))}"
+            return f"a list of {_plural(describe_type(inner[0]))}"
         if inner and len(inner) == 2 and inner[1] is Ellipsis:
-            return f"a list of {_plural(describe(inner[0]))}"
+            return f"a list of {_plural(describe_type(inner[0]))}"
         return "a list"
     if base in _MAPPINGS:
         return "a mapping"
@@ -172,38 +178,39 @@ def mismatch(value: Any, tp: Any) -> Mismatch | None:
         deeper = [p for p in problems if p is not None and p.where]
         if len(deeper) == 1:  # the value has the right shape for one arm: say where inside
             return deeper[0]
-        return Mismatch("", describe(tp), value)
+        return Mismatch("", describe_type(tp), value)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Annotated:
         return mismatch(value, args[0])
     if origin is typing.Literal:
         ok = any(value == a and type(value) is type(a) for a in args)
-        return None if ok else Mismatch("", describe(tp), value)
+        return None if ok else Mismatch("", describe_type(tp), value)
     if tp is bool:
-        return None if isinstance(value, bool) else Mismatch("", describe(tp), value)
+        return None if isinstance(value, bool) else Mismatch("", describe_type(tp), value)
     if tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-        return None if ok else Mismatch("", describe(tp), value)
+        return None if ok else Mismatch("", describe_type(tp), value)
     if tp is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return None if ok else Mismatch("", describe(tp), value)
+        return None if ok else Mismatch("", describe_type(tp), value)
     base = origin or tp
     if base in _SEQUENCES or base in _COLLECTIONS:
         return _check_items(value, tp, base, args)
     if base in _MAPPINGS:
         if not isinstance(value, cabc.Mapping):
-            return Mismatch("", describe(tp), value)
+            return Mismatch("", describe_type(tp), value)
         if len(args) == 2:
             for key, item in value.items():
                 if mismatch(key, args[0]) is not None:
-                    return Mismatch(f".{key}", f"a key that is {describe(args[0])}", key)
+                    expected = f"a key that is {describe_type(args[0])}"
+                    return Mismatch(f".{key}", expected, key, (key,))
                 inner = mismatch(item, args[1])
                 if inner is not None:
-                    return Mismatch(f".{key}{inner.where}", inner.expected, inner.got)
+                    return inner.inside(key)
         return None
     if base is cabc.Callable:
-        return None if callable(value) else Mismatch("", describe(tp), value)
+        return None if callable(value) else Mismatch("", describe_type(tp), value)
     if origin is type:
         return None
     if inspect.isclass(base):
@@ -211,7 +218,7 @@ def mismatch(value: Any, tp: Any) -> Mismatch | None:
             ok = isinstance(value, base)
         except TypeError:  # a Protocol that is not runtime-checkable, ...
             return None
-        return None if ok else Mismatch("", describe(tp), value)
+        return None if ok else Mismatch("", describe_type(tp), value)
     return None
 
 
@@ -220,7 +227,7 @@ def _check_items(value: Any, tp: Any, base: Any, args: tuple[Any, ...]) -> Misma
     if base in _COLLECTIONS:
         allowed = (list, tuple, set, frozenset)
     if isinstance(value, str | bytes) or not isinstance(value, allowed):
-        return Mismatch("", describe(tp), value)
+        return Mismatch("", describe_type(tp), value)
     items: list[Any] = list(typing.cast(cabc.Iterable[Any], value))
     if not args:
         return None
@@ -233,7 +240,7 @@ def _check_items(value: Any, tp: Any, base: Any, args: tuple[Any, ...]) -> Misma
     for index, (item, item_tp) in enumerate(pairs):
         inner = mismatch(item, item_tp)
         if inner is not None:
-            return Mismatch(f"[{index}]{inner.where}", inner.expected, inner.got)
+            return inner.inside(index)
     return None
 
 

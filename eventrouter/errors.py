@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 __all__ = [
     "ConfigError",
@@ -13,9 +14,13 @@ __all__ = [
     "EventRouterError",
     "MissingExtraError",
     "OptionError",
+    "OptionTypeError",
     "SubtreeMismatchError",
     "TrackerNotRegisteredError",
 ]
+
+_Step: TypeAlias = str | int
+"""One step into an option's value: a mapping key or a list index."""
 
 
 class EventRouterError(Exception):
@@ -52,6 +57,49 @@ class MissingExtraError(EventRouterError, ImportError):
             f"run `pip install 'eventrouter[{extra}]'`"
         )
         self.extra = extra
+
+
+class OptionError(EventRouterError, ValueError):
+    """A processor or backend refused the value of one of its options.
+
+    Constructors raise it so that a configuration error can be reported at the option's own
+    file, line and dotted path; nobody has to read the message to know which option it is.
+
+    Args:
+        option: the option's (keyword argument's) name, e.g. ``"allow"``.
+        message: what is wrong and what would be right; it names the option, since it is
+            also what a caller constructing the object in code sees.
+        where: the steps inside the option's value that lead to the refused item, e.g.
+            ``(1,)`` for the second pattern of ``allow``, ``("video.*", "type")`` inside a
+            mapping; empty when the value as a whole is refused.
+
+    Attributes:
+        option: as given.
+        where: as given, as a tuple.
+        message: as given (also ``str(error)``).
+    """
+
+    def __init__(self, option: str, message: str, *, where: Sequence[_Step] = ()) -> None:
+        super().__init__(message)
+        self.option = option
+        self.where: tuple[_Step, ...] = tuple(where)
+        self.message = message
+
+    @property
+    def location(self) -> str:
+        """The option and the steps inside it as a path: ``allow[1]``, ``schemas.video.*``."""
+        parts = [self.option]
+        for step in self.where:
+            parts.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+        return "".join(parts)
+
+
+class OptionTypeError(OptionError, TypeError):
+    """An option's value has the wrong type (a bare string where a list is wanted, ...).
+
+    The same as :class:`OptionError`, and also a :class:`TypeError` as such mistakes have
+    always been.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,18 +156,6 @@ class DeliveryError(EventRouterError):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
-
-
-class OptionError(EventRouterError, ValueError):
-    """A processor or backend was given an option it cannot use.
-
-    Attributes:
-        option: the option's name, so a configuration validator can point at its line.
-    """
-
-    def __init__(self, option: str, message: str) -> None:
-        super().__init__(f"option {option!r}: {message}")
-        self.option = option
 
 
 class SubtreeMismatchError(EventRouterError):

@@ -35,6 +35,8 @@ import re
 from collections.abc import Iterable
 from typing import Literal
 
+from eventrouter._options import refuse_bare_string
+
 __all__ = ["NamePattern", "PatternSet"]
 
 REGEX_PREFIX = "re:"
@@ -188,10 +190,7 @@ class PatternSet:
         dotted: bool = True,
         cache_size: int = 1024,
     ) -> None:
-        if isinstance(patterns, (str, bytes)):
-            raise TypeError(
-                f"patterns must be a list of strings, not a single string: write [{patterns!r}]"
-            )
+        refuse_bare_string("patterns", patterns, "a list of strings")
         compiled = [NamePattern(text, ignore_case=ignore_case, dotted=dotted) for text in patterns]
         self.patterns: tuple[str, ...] = tuple(pattern.text for pattern in compiled)
         exact: set[str] = set()

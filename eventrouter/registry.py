@@ -1,14 +1,15 @@
 """Short names for backends and processors, and the import of dotted paths.
 
-Short names come from the ``eventrouter.backends`` and ``eventrouter.processors`` entry-point
-groups, so a third-party package adds its own in its ``pyproject.toml``::
+Short names come only from the ``eventrouter.backends`` and ``eventrouter.processors``
+entry-point groups: eventrouter declares its own there, and a third-party package adds its
+own the same way in its ``pyproject.toml``::
 
     [project.entry-points."eventrouter.backends"]
     kafka = "mypackage.kafka:KafkaBackend"
 
-The built-in names are also known without entry points (a source checkout that was never
-installed still works). Anything else containing a dot (``myapp.tracking.add_site``, or
-``myapp.tracking:add_site``) is imported as it is.
+A name declared by several distributions is eventrouter's own if it declares it, else the
+first one found; the others are ignored with a warning. Anything else containing a dot
+(``myapp.tracking.add_site``, or ``myapp.tracking:add_site``) is imported as it is.
 """
 
 from __future__ import annotations
@@ -17,40 +18,30 @@ import difflib
 import functools
 import importlib
 import logging
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Literal
 
-__all__ = ["Kind", "UnknownNameError", "known_names", "refresh", "resolve", "suggest"]
+__all__ = [
+    "Kind",
+    "UnknownNameError",
+    "import_path",
+    "known_names",
+    "refresh",
+    "resolve",
+    "suggest",
+]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 Kind = Literal["backend", "processor"]
+"""What a short name stands for: ``"backend"`` or ``"processor"``."""
 
-GROUPS: dict[Kind, str] = {
+_GROUPS: dict[Kind, str] = {
     "backend": "eventrouter.backends",
     "processor": "eventrouter.processors",
 }
-
-_BUILTINS: dict[Kind, dict[str, str]] = {
-    "backend": {
-        "router": "eventrouter.backends.routing:RoutingBackend",
-        "memory": "eventrouter.backends.memory:MemoryBackend",
-        "jsonlog": "eventrouter.backends.logger:LoggerBackend",
-        "logger": "eventrouter.backends.logger:LoggerBackend",
-        "mongodb": "eventrouter.backends.mongodb:MongoBackend",
-        "segment": "eventrouter.backends.segment:SegmentBackend",
-        "buffered": "eventrouter.backends.buffered:BufferedBackend",
-        "celery": "eventrouter.backends.celery:CeleryRouter",
-    },
-    "processor": {
-        "name_filter": "eventrouter.processors.filters:NameFilter",
-        "redact": "eventrouter.processors.redact:Redact",
-        "enrich": "eventrouter.processors.enrich:Enrich",
-        "schema": "eventrouter.processors.schema:SchemaValidator",
-        "sample": "eventrouter.processors.sample:Sample",
-        "rename": "eventrouter.processors.rename:Rename",
-    },
-}
+_OWN_DISTRIBUTION = "eventrouter"
 
 
 class UnknownNameError(LookupError):
@@ -60,27 +51,36 @@ class UnknownNameError(LookupError):
     """
 
 
+@dataclass(frozen=True, slots=True)
+class _Declared:
+    """One short name: the object it points to and the distribution declaring it."""
+
+    target: str
+    distribution: str | None
+
+
 @functools.cache
-def _entry_point_targets(kind: Kind) -> dict[str, str]:
+def _declared(kind: Kind) -> dict[str, _Declared]:
     """The short names declared as entry points (scanned once per kind; see :func:`refresh`)."""
-    targets: dict[str, str] = {}
-    for ep in entry_points(group=GROUPS[kind]):
-        builtin = _BUILTINS[kind].get(ep.name)
-        if builtin is not None and builtin != ep.value:
-            log.warning(
-                "ignoring entry point %r = %r: %r is a built-in %s name",
-                ep.name,
-                ep.value,
-                ep.name,
+    names: dict[str, _Declared] = {}
+    for ep in entry_points(group=_GROUPS[kind]):
+        dist = ep.dist.name if ep.dist is not None else None
+        found = _Declared(ep.value, dist)
+        kept = names.get(ep.name)
+        if kept is not None and kept.target != found.target:
+            if dist == _OWN_DISTRIBUTION:
+                kept, found = found, kept
+            _log.warning(
+                "ignoring the %s name %r = %r from %s: %s declares it as %r",
                 kind,
+                ep.name,
+                found.target,
+                found.distribution or "an unknown distribution",
+                kept.distribution or "an unknown distribution",
+                kept.target,
             )
-            continue
-        targets[ep.name] = ep.value
-    return targets
-
-
-def _targets(kind: Kind) -> dict[str, str]:
-    return {**_entry_point_targets(kind), **_BUILTINS[kind]}
+        names[ep.name] = kept or found
+    return names
 
 
 def refresh() -> None:
@@ -89,18 +89,18 @@ def refresh() -> None:
 
     Since 0.1.
     """
-    _entry_point_targets.cache_clear()
+    _declared.cache_clear()
 
 
 def known_names(kind: Kind) -> list[str]:
-    """Every short name of this kind (built-in and from entry points), sorted.
+    """Every short name of this kind, sorted.
 
     Args:
         kind: ``"backend"`` or ``"processor"``.
 
     Since 0.1.
     """
-    return sorted(_targets(kind))
+    return sorted(_declared(kind))
 
 
 def suggest(name: str, candidates: list[str] | tuple[str, ...]) -> str:
@@ -174,8 +174,9 @@ def resolve(kind: Kind, name: str) -> object:
         name: a short name (``jsonlog``) or a dotted path (``myapp.tracking.add_site``).
 
     Raises:
-        UnknownNameError: unknown short name (nearest name suggested), a built-in name not
-            available in this version, or a dotted path that does not import.
+        UnknownNameError: unknown short name (nearest name suggested), a short name whose
+            declared module does not exist (a stale installation), or a dotted path that
+            does not import.
         MissingExtraError: the class needs an optional package that is not installed.
         ImportError: importing the module failed for another reason.
 
@@ -183,24 +184,27 @@ def resolve(kind: Kind, name: str) -> object:
     """
     if "." in name or ":" in name:
         return import_path(name)
-    targets = _targets(kind)
-    target = targets.get(name)
-    if target is None:
+    declared = _declared(kind)
+    found = declared.get(name)
+    if found is None:
         other: Kind = "processor" if kind == "backend" else "backend"
-        if name in _targets(other):
+        if name in _declared(other):
             raise UnknownNameError(f"{name!r} is a {other}, not a {kind}")
+        known = sorted(declared)
         raise UnknownNameError(
             f"unknown {kind} {name!r}"
-            + suggest(name, sorted(targets))
-            + f"; known {kind}s: {', '.join(sorted(targets))}, or a dotted path"
+            + suggest(name, known)
+            + f"; known {kind}s: {', '.join(known)}, or a dotted path"
         )
-    if name in _BUILTINS[kind] and target == _BUILTINS[kind][name]:
-        module_name, _ = _split(target)
-        try:
-            importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if _module_missing(exc, module_name):
-                raise UnknownNameError(
-                    f"the {kind} {name!r} is not available in this version of eventrouter"
-                ) from None
-    return import_path(target)
+    module_name, _ = _split(found.target)
+    try:
+        importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if _module_missing(exc, module_name):
+            by = found.distribution or "its distribution"
+            raise UnknownNameError(
+                f"the {kind} {name!r} is not available: {by} declares it as "
+                f"{found.target!r}, but there is no module {module_name!r} (reinstall {by})"
+            ) from None
+        # else: a module it needs is missing; import_path says which
+    return import_path(found.target)

@@ -42,7 +42,12 @@ class Closable(Protocol):
 class Processor(Protocol):
     """A callable that may mutate the event, return a replacement, or ``None`` to keep it.
 
-    Raising :class:`eventrouter.EventEmissionExit` vetoes the event for this branch.
+    This is the one statement of the processor contract. Raising
+    :class:`eventrouter.EventEmissionExit` vetoes the event for this branch; any other
+    exception is logged and counted, and the chain goes on. A processor class checks its
+    options in its constructor and refuses a bad one with
+    :class:`~eventrouter.errors.OptionError` naming it, so that a configuration file reports
+    the problem at that option's line.
     """
 
     def __call__(self, event: Event) -> Event | None: ...

@@ -26,7 +26,7 @@ from eventrouter.backends.celery import (
 from eventrouter.backends.memory import MemoryBackend
 from eventrouter.backends.routing import RoutingBackend
 from eventrouter.deadletter import DeadLetterFile
-from eventrouter.errors import DeliveryError
+from eventrouter.errors import DeliveryError, OptionError
 from eventrouter.event import build_event
 
 NO_WAIT = {"max_retries": 3, "backoff": 0, "jitter": False}
@@ -140,11 +140,17 @@ def test_countdown_backs_off_exponentially_and_honours_retry_after() -> None:
         {"batch_size": 0},
         {"flush_interval": 0},
         {"buffer": {"batch_size": 5}},
+        {"buffer": {"when_full": "explode"}},
+        {"task_retry": {"max_retries": -1}},
     ],
 )
-def test_bad_options_are_refused_at_construction(options: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+def test_bad_options_are_refused_at_construction_naming_the_option(
+    options: dict[str, Any],
+) -> None:
+    with pytest.raises(OptionError) as refused:
         CeleryRouter({"m": MemoryBackend()}, **options)
+    expected = next(iter(options))
+    assert refused.value.option in (expected, "when_full")
 
 
 # -- delivery of a batch (the worker's code path) -----------------------------------------
@@ -332,3 +338,22 @@ def test_the_fingerprint_ignores_options_only_the_emitter_uses(tmp_path: Path) -
     other = config(path)
     other["backends"]["analytics"]["options"]["batch_size"] = 7
     assert fingerprint_of(config(path)) == fingerprint_of(other)
+
+
+def test_a_bad_celery_option_in_yaml_is_reported_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "tree.yaml"
+    path.write_text(
+        "backends:\n"
+        "  analytics:\n"
+        "    class: celery\n"
+        "    options:\n"
+        "      task_retry:\n"
+        "        max_retries: -1\n"
+        "    backends:\n"
+        "      m: {class: memory}\n"
+    )
+    with pytest.raises(eventrouter.ConfigError) as refused:
+        eventrouter.load(path)
+    [issue] = refused.value.issues
+    assert issue.path.startswith("backends.analytics.options.task_retry")
+    assert issue.line == 6

@@ -258,8 +258,8 @@ def test_the_loader_reports_a_bad_client_option_with_its_line(tmp_path: Path) ->
     with pytest.raises(ConfigError) as caught:
         eventrouter.load(config)
     [issue] = caught.value.issues
-    assert issue.path == "backends.archive"
-    assert issue.line == 3  # the node's `class:` line
+    assert issue.path == "backends.archive.options.colection"
+    assert issue.line == 6
     assert "colection" in issue.message
 
 

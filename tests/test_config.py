@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import textwrap
@@ -257,17 +258,6 @@ BAD_CONFIGS: list[tuple[str, str, int, str, str]] = [
         "did you mean 'MemoryBackend'",
     ),
     (
-        "name_not_available_in_this_version",
-        """
-        backends:
-          archive:
-            class: celery
-        """,
-        3,
-        "backends.archive.class",
-        "not available in this version",
-    ),
-    (
         "enabled_not_a_boolean",
         """
         backends:
@@ -456,6 +446,59 @@ class QuotingBackend:
         pass
 
 
+class Refuses:
+    def __init__(self, size: int) -> None:
+        raise RuntimeError(f"no room for {size}")
+
+    def send(self, event):
+        pass
+
+
+CONSTRUCTED = []
+
+
+class Counted:
+    def __init__(self, label: str = "x") -> None:
+        CONSTRUCTED.append(label)
+
+    def __call__(self, event):
+        event["context"]["counted"] = label_of(self)
+        return event
+
+
+def label_of(processor):
+    return id(processor)
+
+
+class RefusesALabel:
+    def __init__(self, labels: list, strict: bool = False) -> None:
+        from eventrouter.errors import OptionError
+
+        if strict:
+            raise OptionError("mode", "strict needs a mode")
+        raise OptionError("labels", f"label {labels[1]!r} is taken", where=(1,))
+
+    def __call__(self, event):
+        return event
+
+
+class KeepsTheDeadLetter:
+    def __init__(self, dead_letter=None) -> None:
+        CONSTRUCTED.append("dead_letter")
+        self.dead_letter = dead_letter
+
+    def __call__(self, event):
+        return event
+
+
+class QuotesItsOption:
+    def __init__(self, label: str) -> None:
+        raise ValueError(f"cannot use {label!r}")
+
+    def __call__(self, event):
+        return event
+
+
 class JsonQuotingBackend:
     def __init__(self, target: str) -> None:
         import json
@@ -474,6 +517,115 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     monkeypatch.syspath_prepend(str(tmp_path))
     yield "myapp_tracking"
     sys.modules.pop("myapp_tracking", None)
+
+
+def test_each_processor_is_constructed_once_per_load(user_module: str) -> None:
+    constructed: list[str] = importlib.import_module(user_module).CONSTRUCTED
+    tracker = load(
+        {
+            "processors": [
+                {"class": f"{user_module}.Counted", "options": {"label": "root"}},
+            ],
+            "backends": {
+                "mem": "memory",
+                "branch": {
+                    "processors": [{"class": f"{user_module}.Counted", "options": {"label": "in"}}],
+                    "backends": {"mem": "memory"},
+                },
+            },
+        }
+    )
+    assert sorted(constructed) == ["in", "root"]
+    tracker.emit("a", {})
+    assert sorted(constructed) == ["in", "root"]
+    (root,) = tracker.processors
+    assert tracker.get_backend("mem").events[0]["context"]["counted"] == id(root)
+
+
+def test_processor_taking_the_dead_letter_is_constructed_once_by_the_builder(
+    tmp_path: Path, user_module: str
+) -> None:
+    constructed: list[str] = importlib.import_module(user_module).CONSTRUCTED
+    tracker = load(
+        {
+            "dead_letter": str(tmp_path / "dead.jsonl"),
+            "processors": [f"{user_module}.KeepsTheDeadLetter"],
+            "backends": {"mem": "memory"},
+        }
+    )
+    assert constructed == ["dead_letter"]
+    assert tracker.processors[0].dead_letter is tracker.router.dead_letter  # type: ignore[attr-defined]
+
+
+def test_a_second_build_of_a_tree_constructs_its_own_processors(user_module: str) -> None:
+    from eventrouter.config import build
+
+    constructed: list[str] = importlib.import_module(user_module).CONSTRUCTED
+    tree = read_config(
+        {"processors": [f"{user_module}.Counted"], "backends": {"mem": "memory"}}, env={}
+    )
+    assert constructed == ["x"]
+    first, second = build(tree), build(tree)
+    assert constructed == ["x", "x"]
+    assert first.processors[0] is not second.processors[0]
+
+
+def test_processor_option_error_is_reported_at_the_line_of_the_item(
+    tmp_path: Path, user_module: str
+) -> None:
+    (issue,) = issues_of(
+        tmp_path,
+        f"""
+        backends:
+          a: {{class: memory}}
+        processors:
+          - class: {user_module}.RefusesALabel
+            options:
+              labels:
+                - free
+                - taken
+        """,
+    )
+    assert (issue.line, issue.path) == (8, "processors[0].options.labels[1]")
+    assert issue.message == (
+        f"'{user_module}.RefusesALabel' refused its options: label 'taken' is taken"
+    )
+
+
+def test_option_error_for_an_option_not_written_is_reported_at_the_options(
+    tmp_path: Path, user_module: str
+) -> None:
+    (issue,) = issues_of(
+        tmp_path,
+        f"""
+        backends:
+          a: {{class: memory}}
+        processors:
+          - class: {user_module}.RefusesALabel
+            options:
+              labels: [a, b]
+              strict: true
+        """,
+    )
+    assert (issue.line, issue.path) == (6, "processors[0].options")
+
+
+def test_other_constructor_errors_are_reported_at_the_node_even_when_quoting_an_option(
+    tmp_path: Path, user_module: str
+) -> None:
+    (issue,) = issues_of(
+        tmp_path,
+        f"""
+        backends:
+          a: {{class: memory}}
+        processors:
+          - class: {user_module}.QuotesItsOption
+            options:
+              label: "lbl"
+        """,
+    )
+    assert (issue.line, issue.path) == (4, "processors[0]")
+    assert "ValueError: cannot use 'lbl'" in issue.message
 
 
 def test_bare_string_processor_is_a_callable_used_as_it_is(user_module: str) -> None:
@@ -549,12 +701,39 @@ def test_dead_letter_is_accepted_as_a_path(tmp_path: Path) -> None:
     assert read_config(path, env={}).dead_letter == "out/dead.jsonl"
 
 
-def test_constructor_refusal_is_reported_with_the_node_path() -> None:
+def test_backend_refusing_an_option_is_reported_at_the_option_path() -> None:
     with pytest.raises(ConfigError) as caught:
         load({"backends": {"mem": {"class": "memory", "options": {"max_events": 0}}}})
     (issue,) = caught.value.issues
-    assert issue.path == "backends.mem"
-    assert "ValueError" in issue.message
+    assert issue.path == "backends.mem.options.max_events"
+    assert "'memory' refused its options: max_events must be a positive int" in issue.message
+
+
+def test_backend_refusing_an_option_is_reported_at_the_option_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        backends:
+          mem:
+            class: memory
+            options:
+              max_events: 0
+        """,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load(path, env={})
+    (issue,) = caught.value.issues
+    assert (issue.line, issue.path) == (5, "backends.mem.options.max_events")
+
+
+def test_constructor_error_other_than_option_error_is_reported_at_the_node(
+    user_module: str,
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"backends": {"b": {"class": f"{user_module}.Refuses", "options": {"size": 3}}}})
+    (issue,) = caught.value.issues
+    assert issue.path == "backends.b"
+    assert "RuntimeError: no room for 3" in issue.message
 
 
 # -- interpolation ------------------------------------------------------------------------

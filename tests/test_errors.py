@@ -10,6 +10,8 @@ from eventrouter.errors import (
     DeliveryError,
     EventRouterError,
     MissingExtraError,
+    OptionError,
+    OptionTypeError,
     TrackerNotRegisteredError,
 )
 
@@ -51,3 +53,23 @@ def test_delivery_error_carries_whether_to_retry(retryable: bool) -> None:
     error = DeliveryError("segment answered 500", retryable=retryable)
     assert isinstance(error, EventRouterError)
     assert error.retryable is retryable
+
+
+def test_option_error_names_the_option_and_is_a_value_error() -> None:
+    error = OptionError("rate", "rate must be from 0 to 1, not 5")
+    assert isinstance(error, EventRouterError)
+    assert isinstance(error, ValueError)
+    assert (error.option, error.where, str(error)) == ("rate", (), error.message)
+
+
+def test_option_error_location_reads_as_a_path_into_the_value() -> None:
+    error = OptionError("schemas", "not a valid JSON Schema", where=["video.*", "items", 2])
+    assert error.where == ("video.*", "items", 2)
+    assert error.location == "schemas.video.*.items[2]"
+
+
+def test_option_type_error_is_both_an_option_error_and_a_type_error() -> None:
+    error = OptionTypeError("allow", "allow must be a list, not a single string")
+    assert isinstance(error, OptionError)
+    assert isinstance(error, TypeError)
+    assert error.option == "allow"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -45,6 +46,50 @@ def test_unknown_short_name_suggests_the_nearest_known_name() -> None:
 def test_short_name_of_the_other_kind_says_so() -> None:
     with pytest.raises(UnknownNameError, match="'memory' is a backend, not a processor"):
         registry.resolve("processor", "memory")
+
+
+@pytest.mark.usefixtures("rescanned")
+def test_short_names_come_only_from_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "entry_points", lambda *, group: [])
+    assert registry.known_names("backend") == []
+    with pytest.raises(UnknownNameError, match="unknown backend 'memory'"):
+        registry.resolve("backend", "memory")
+
+
+@pytest.mark.usefixtures("rescanned")
+def test_short_name_whose_module_is_gone_is_not_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    declared = [EntryPoint("stale", "eventrouter.backends.gone:GoneBackend", "x")]
+    monkeypatch.setattr(registry, "entry_points", lambda *, group: declared)
+    with pytest.raises(UnknownNameError, match=r"'stale' is not available.*reinstall"):
+        registry.resolve("backend", "stale")
+
+
+@dataclass
+class _Dist:
+    name: str
+
+
+@dataclass
+class _Declared:
+    """What the registry reads of an entry point, with the distribution declaring it."""
+
+    name: str
+    value: str
+    dist: _Dist
+
+
+@pytest.mark.usefixtures("rescanned")
+def test_eventrouter_keeps_its_own_names_when_another_package_declares_them(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    theirs = _Declared("memory", "eventrouter.backends.routing:RoutingBackend", _Dist("hijacker"))
+    ours = _Declared("memory", "eventrouter.backends.memory:MemoryBackend", _Dist("eventrouter"))
+    monkeypatch.setattr(registry, "entry_points", lambda *, group: [theirs, ours])
+    assert registry.resolve("backend", "memory") is MemoryBackend
+    assert "ignoring the backend name 'memory'" in caplog.text
+    assert "from hijacker" in caplog.text
 
 
 def test_dotted_path_is_imported_as_it_is() -> None:

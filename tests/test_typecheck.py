@@ -14,13 +14,13 @@ from eventrouter._typecheck import (
     Mismatch,
     Parameters,
     coerce_text,
-    describe,
+    describe_type,
     kind_of,
     mismatch,
     parse_bool,
     wants_callable,
 )
-from eventrouter._yaml import load_yaml
+from eventrouter.config.read import load_yaml
 
 
 class Widget:
@@ -137,7 +137,7 @@ TABLE: list[tuple[Any, Any, bool]] = [
 @pytest.mark.parametrize(
     ("value", "annotation", "accepted"),
     TABLE,
-    ids=[f"{i}-{kind_of(v)}-{describe(t)}" for i, (v, t, _) in enumerate(TABLE)],
+    ids=[f"{i}-{kind_of(v)}-{describe_type(t)}" for i, (v, t, _) in enumerate(TABLE)],
 )
 def test_mismatch_accepts_exactly_the_values_the_annotation_allows(
     value: Any, annotation: Any, accepted: bool
@@ -191,7 +191,7 @@ def test_values_loaded_from_yaml_are_checked_like_plain_containers() -> None:
     assert mismatch(data, dict[str, Any]) is None
 
 
-# --- describe / kind_of / wants_callable ------------------------------------------------------
+# --- describe_type / kind_of / wants_callable -------------------------------------------------
 
 DESCRIPTIONS: list[tuple[Any, str]] = [
     (str, "a string"),
@@ -217,11 +217,11 @@ DESCRIPTIONS: list[tuple[Any, str]] = [
 
 @pytest.mark.parametrize(("annotation", "text"), DESCRIPTIONS, ids=[t for _, t in DESCRIPTIONS])
 def test_describe_gives_short_english(annotation: Any, text: str) -> None:
-    assert describe(annotation) == text
+    assert describe_type(annotation) == text
 
 
 def test_describe_pluralises_a_nested_list() -> None:
-    assert describe(list[list[str]]) == "a list of lists of strings"
+    assert describe_type(list[list[str]]) == "a list of lists of strings"
 
 
 KINDS: list[tuple[Any, str]] = [
@@ -315,7 +315,7 @@ COERCIONS: list[tuple[str, Any, Any]] = [
 @pytest.mark.parametrize(
     ("text", "annotation", "expected"),
     COERCIONS,
-    ids=[f"{t!r}-{describe(a)}" for t, a, _ in COERCIONS],
+    ids=[f"{t!r}-{describe_type(a)}" for t, a, _ in COERCIONS],
 )
 def test_coerce_text_converts_to_the_first_type_the_annotation_accepts(
     text: str, annotation: Any, expected: Any
@@ -340,7 +340,7 @@ FAILURES: list[tuple[str, Any]] = [
 
 
 @pytest.mark.parametrize(
-    ("text", "annotation"), FAILURES, ids=[f"{t!r}-{describe(a)}" for t, a in FAILURES]
+    ("text", "annotation"), FAILURES, ids=[f"{t!r}-{describe_type(a)}" for t, a in FAILURES]
 )
 def test_coerce_text_returns_the_text_unchanged_when_nothing_fits(
     text: str, annotation: Any

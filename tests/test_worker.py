@@ -225,10 +225,8 @@ class Worker:
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()  # the main process: a warm shutdown
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill()  # whatever is left of the group
 
 

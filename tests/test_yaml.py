@@ -1,4 +1,4 @@
-"""Specification of the safe, line-recording YAML loader (``eventrouter._yaml``)."""
+"""Specification of the safe, line-recording YAML loader (``eventrouter.config.read``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,17 @@ from typing import Any
 import pytest
 import yaml
 
-from eventrouter._yaml import LineDict, LineList, UnsafeTag, YamlProblem, load_yaml
+from eventrouter.config.read import (
+    LineDict,
+    LineList,
+    UnsafeTag,
+    YamlProblem,
+    key_line,
+    line_of,
+    line_within,
+    load_yaml,
+    value_line,
+)
 
 
 def load(text: str) -> tuple[Any, list[YamlProblem]]:
@@ -376,3 +386,43 @@ def test_a_tag_on_a_merged_mapping_is_reported() -> None:
 def test_explicit_keys_are_still_checked_for_duplicates_next_to_a_merge() -> None:
     _, problems = load_yaml("base: &b {x: 1}\nprod:\n  <<: *b\n  y: 1\n  y: 2\n")
     assert [p.line for p in problems] == [5]
+
+
+# -- the line-lookup API ------------------------------------------------------------------------
+
+NESTED = """
+schemas:
+  video.*:
+    type: object
+    required:
+      - id
+      - name
+"""
+
+
+def test_line_within_follows_keys_and_indexes_to_the_item() -> None:
+    data = load_clean(NESTED)
+    assert line_within(data, ["schemas", "video.*", "required", 1], None) == 6
+
+
+def test_line_within_stops_at_the_deepest_item_found() -> None:
+    data = load_clean(NESTED)
+    assert line_within(data, ["schemas", "video.*", "missing", 0], None) == 3
+
+
+def test_key_and_value_lines_of_a_block_mapping_differ() -> None:
+    data = load_clean(NESTED)
+    assert (key_line(data, "schemas"), value_line(data, "schemas")) == (1, 2)
+    assert value_line(data["schemas"]["video.*"]["required"], 0) == 5
+
+
+def test_missing_key_or_index_falls_back_to_the_container_line() -> None:
+    data = load_clean(NESTED)
+    inner = data["schemas"]["video.*"]
+    assert (key_line(inner, "nope"), value_line(inner["required"], 9)) == (3, 5)
+
+
+def test_plain_containers_have_no_lines() -> None:
+    plain: dict[str, Any] = {"a": [1]}
+    assert (key_line(plain, "a"), value_line(plain, "a"), line_of(plain, 7)) == (None, None, 7)
+    assert line_within(plain, ["a", 0], None) is None

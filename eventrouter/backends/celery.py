@@ -38,7 +38,7 @@ from eventrouter.backends.buffered import BufferedBackend
 from eventrouter.backends.routing import ProcessorFn, RoutingBackend, describe
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.encoding import dumps, json_default
-from eventrouter.errors import DeliveryError, EventEmissionExit, MissingExtraError
+from eventrouter.errors import DeliveryError, EventEmissionExit, MissingExtraError, OptionError
 from eventrouter.event import copy_event
 from eventrouter.typing import Backend, Event
 
@@ -162,28 +162,38 @@ class RetryPolicy:
         """Validate the ``task_retry`` option.
 
         Raises:
-            ValueError: an unknown key, or a value of the wrong type or range.
+            OptionError: an unknown key, or a value of the wrong type or range.
         """
         if value is None:
             return cls()
         if not isinstance(value, Mapping):
-            raise ValueError("task_retry must be a mapping (max_retries, backoff, ...)")
+            raise OptionError("task_retry", "task_retry must be a mapping (max_retries, ...)")
         known = {"max_retries", "backoff", "backoff_max", "jitter"}
         unknown = sorted(str(k) for k in value if k not in known)
         if unknown:
-            raise ValueError(
+            raise OptionError(
+                "task_retry",
                 f"task_retry has unknown key(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
+                f"known: {', '.join(sorted(known))}",
+                where=(unknown[0],),
             )
         policy = cls(**value)
         if type(policy.max_retries) is not int or policy.max_retries < 0:
-            raise ValueError("task_retry.max_retries must be an int >= 0")
+            raise OptionError(
+                "task_retry", "task_retry.max_retries must be an int >= 0", where=("max_retries",)
+            )
         for name in ("backoff", "backoff_max"):
             number = getattr(policy, name)
             if isinstance(number, bool) or not isinstance(number, int | float) or number < 0:
-                raise ValueError(f"task_retry.{name} must be a number of seconds >= 0")
+                raise OptionError(
+                    "task_retry",
+                    f"task_retry.{name} must be a number of seconds >= 0",
+                    where=(name,),
+                )
         if not isinstance(policy.jitter, bool):
-            raise ValueError("task_retry.jitter must be true or false")
+            raise OptionError(
+                "task_retry", "task_retry.jitter must be true or false", where=("jitter",)
+            )
         return policy
 
     def countdown(self, retries: int, retry_after: float | None = None) -> float:
@@ -288,26 +298,29 @@ class CeleryRouter(RoutingBackend):
         dead_letter: DeadLetterFile | str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(broker, str) or "://" not in broker:
-            raise ValueError(
+            raise OptionError(
+                "broker",
                 f"broker must be a URL such as redis://host:6379/0, amqp://host// or "
-                f"{MEMORY_BROKER}, not {broker!r}"
+                f"{MEMORY_BROKER}",
             )
         if not isinstance(queue, str) or not queue:
-            raise ValueError("queue must be a non-empty string")
+            raise OptionError("queue", "queue must be a non-empty string")
         if type(batch_size) is not int or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, not {batch_size!r}")
+            raise OptionError("batch_size", f"batch_size must be an int >= 1, not {batch_size!r}")
         if isinstance(flush_interval, bool) or not isinstance(flush_interval, int | float):
-            raise ValueError("flush_interval must be a number of seconds")
+            raise OptionError("flush_interval", "flush_interval must be a number of seconds")
         if flush_interval <= 0:
-            raise ValueError("flush_interval must be more than 0 seconds")
+            raise OptionError("flush_interval", "flush_interval must be more than 0 seconds")
         if broker_options is not None and not isinstance(broker_options, Mapping):
-            raise ValueError("broker_options must be a mapping of transport options")
+            raise OptionError("broker_options", "broker_options must be a mapping")
         if buffer is not None and not isinstance(buffer, Mapping):
-            raise ValueError("buffer must be a mapping of buffered-delivery options")
+            raise OptionError("buffer", "buffer must be a mapping of buffered-delivery options")
         reserved = {"batch_size", "flush_interval", "dead_letter"} & set(buffer or {})
         if reserved:
-            raise ValueError(
-                f"set {', '.join(sorted(reserved))} on the celery node itself, not in buffer"
+            raise OptionError(
+                "buffer",
+                f"set {', '.join(sorted(reserved))} on the celery node itself, not in buffer",
+                where=(sorted(reserved)[0],),
             )
         super().__init__(backends, processors, dead_letter)
         self.broker = broker
@@ -325,20 +338,23 @@ class CeleryRouter(RoutingBackend):
         self._delivered = 0
         self._retried = 0
         self._dead_lettered = 0
-        self._buffer_options = dict(buffer or {})
-        self._buffer: BufferedBackend | None = (
-            None  # made on first use: a worker never starts its thread
-        )
         if not self.in_process:
             _require_celery()
+        # publishing runs on this node's thread, started by the first event (never on workers)
+        self._buffer = BufferedBackend(
+            _Publisher(self),
+            batch_size=batch_size,
+            flush_interval=self.flush_interval,
+            dead_letter=self.dead_letter,
+            **dict(buffer or {}),
+        )
 
     # -- identity ---------------------------------------------------------------------------
 
     def bind_path(self, path: str) -> None:
         """Learn this node's dotted path (the tasks carry it) and re-bind the children."""
         super().bind_path(path)
-        if self._buffer is not None:
-            self._buffer.bind_path(path)
+        self._buffer.bind_path(path)
 
     def bind_config(self, node: Any) -> None:
         """Take the fingerprint from the configuration node this router was built from."""
@@ -365,25 +381,11 @@ class CeleryRouter(RoutingBackend):
             with self._lock:
                 self._vetoed += 1
             return
-        (self._buffer or self._start_buffer()).send(event)
+        self._buffer.send(event)
 
     def send_to_backends(self, event: Event) -> None:
-        """Queue an already processed ``event`` for the workers (used by replay)."""
-        (self._buffer or self._start_buffer()).send(event)
-
-    def _start_buffer(self) -> BufferedBackend:
-        with self._lock:
-            if self._buffer is None:
-                buffer = BufferedBackend(
-                    _Publisher(self),
-                    batch_size=self.batch_size,
-                    flush_interval=self.flush_interval,
-                    dead_letter=self.dead_letter,
-                    **self._buffer_options,
-                )
-                buffer.bind_path(self.path)
-                self._buffer = buffer
-            return self._buffer
+        """Queue an already processed ``event`` for the workers."""
+        self._buffer.send(event)
 
     def _make_app(self) -> Any:
         from celery import Celery
@@ -599,7 +601,7 @@ class CeleryRouter(RoutingBackend):
                 "retried": self._retried,
                 "dead_lettered": self._dead_lettered,
             }
-        buffer_stats: Mapping[str, Any] = {} if self._buffer is None else self._buffer.stats()
+        buffer_stats: Mapping[str, Any] = self._buffer.stats()
         out["buffer"] = dict(buffer_stats)
         failed = buffer_stats.get("failed", 0)
         out["failed"] = (failed if isinstance(failed, int) else 0) + out["dead_lettered"]
@@ -607,16 +609,14 @@ class CeleryRouter(RoutingBackend):
 
     def flush(self, timeout: float | None = None) -> None:
         """Publish (or, with ``memory://``, deliver) every queued event."""
-        if self._buffer is not None:
-            self._buffer.flush(timeout)
+        self._buffer.flush(timeout)
         super().flush(timeout)
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Publish what is queued within ``timeout`` (the rest is dead-lettered), then close
         the broker connections and the backends."""
         try:
-            if self._buffer is not None:
-                self._buffer.close(30.0 if timeout is None else timeout)
+            self._buffer.close(30.0 if timeout is None else timeout)
         finally:
             self._stopping.set()
             app = self._app.take()
@@ -730,7 +730,7 @@ def _digest(structure: Any) -> str:
 def _as_written(node: Any) -> Any:
     options = {}
     for key, value in node.options.items():
-        options[key] = node.written.get(key, node.templates.get(key, value))
+        options[key] = node.written.get(key, value)
     return {
         "class": node.class_name,
         "enabled": node.enabled,

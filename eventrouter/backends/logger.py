@@ -17,7 +17,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from eventrouter import _fork
 from eventrouter.encoding import dumps
-from eventrouter.errors import DeliveryError
+from eventrouter.errors import DeliveryError, OptionError, OptionTypeError
 from eventrouter.typing import Event
 
 __all__ = ["EventJsonFormatter", "LoggerBackend", "truncate_event"]
@@ -204,7 +204,7 @@ class _TimedRotatingFileHandler(_FileHandlerMixin, logging.handlers.TimedRotatin
 
 def _level(level: int | str) -> int:
     if isinstance(level, bool):
-        raise TypeError("level must be a logging level name or number")
+        raise OptionTypeError("level", "level must be a logging level name or number")
     if isinstance(level, int):
         return level
     levels = logging.getLevelNamesMapping()
@@ -212,7 +212,7 @@ def _level(level: int | str) -> int:
         return levels[level.upper()]
     except KeyError:
         known = ", ".join(sorted(levels))
-        raise ValueError(f"unknown logging level {level!r}; use one of {known}") from None
+        raise OptionError("level", f"unknown logging level {level!r}; use one of {known}") from None
 
 
 class LoggerBackend:
@@ -268,14 +268,16 @@ class LoggerBackend:
         watch: bool = False,
     ) -> None:
         if path is not None and logger_name is not None:
-            raise ValueError("give either path or logger_name, not both")
+            raise OptionError("logger_name", "give either path or logger_name, not both")
         if path is None and logger_name is None:
             raise ValueError(
                 "give path (the file to write) or logger_name (a logger your logging "
                 "configuration sends somewhere)"
             )
         if max_event_size is not None and max_event_size < 1:
-            raise ValueError("max_event_size must be a positive number of characters or None")
+            raise OptionError(
+                "max_event_size", "max_event_size must be a positive number of characters or None"
+            )
         if path is None and (max_bytes or when or backup_count or watch):
             raise ValueError("max_bytes, backup_count, when and watch need a path")
         if sum((bool(max_bytes), when is not None, watch)) > 1:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventrouter import _fork
+from eventrouter.errors import OptionError
 from eventrouter.typing import Event
 
 __all__ = ["MemoryBackend"]
@@ -27,7 +28,9 @@ class MemoryBackend:
 
     def __init__(self, max_events: int | None = None) -> None:
         if max_events is not None and (type(max_events) is not int or max_events < 1):
-            raise ValueError(f"max_events must be a positive int or None, not {max_events!r}")
+            raise OptionError(
+                "max_events", f"max_events must be a positive int or None, not {max_events!r}"
+            )
         self.max_events = max_events
         self.events: list[Event] = []
         self._discarded = 0

@@ -21,7 +21,7 @@ from eventrouter.encoding import (
     parse_timestamp,
     unique_key,
 )
-from eventrouter.errors import DeliveryError, MissingExtraError
+from eventrouter.errors import DeliveryError, MissingExtraError, OptionError
 from eventrouter.typing import Event
 
 if TYPE_CHECKING:
@@ -199,7 +199,7 @@ class MongoBackend:
                 pymongo_common.validate(option, value)
             except (mongo_errors.ConfigurationError, ValueError, TypeError) as exc:
                 # pymongo's messages name the option and what it wants, never the value.
-                raise ValueError(f"MongoDB client option {option!r}: {exc}") from None
+                raise OptionError(option, f"MongoDB client option {option!r}: {exc}") from None
         for option in ("serverSelectionTimeoutMS", "connectTimeoutMS"):
             if option.lower() not in lowered and option not in options:
                 options[option] = DEFAULT_SERVER_SELECTION_TIMEOUT_MS

@@ -20,7 +20,7 @@ from urllib.parse import urlunsplit
 from eventrouter import _fork
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.encoding import dumps, parse_timestamp, to_jsonable
-from eventrouter.errors import DeliveryError, MissingExtraError
+from eventrouter.errors import DeliveryError, MissingExtraError, OptionError
 from eventrouter.typing import Event
 
 try:
@@ -191,7 +191,9 @@ class SegmentBackend:
         if not _HAVE_SEGMENT:
             raise MissingExtraError("the Segment backend", "segment", "segment-analytics-python")
         if not isinstance(write_key, str) or not write_key:
-            raise ValueError("write_key must be a non-empty string: the Segment source's key")
+            raise OptionError(
+                "write_key", "write_key must be a non-empty string: the Segment source's key"
+            )
         if dead_letter is not None and not isinstance(dead_letter, DeadLetterFile):
             dead_letter = DeadLetterFile(dead_letter)
         self.write_key = write_key

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from eventrouter import _fork
+from eventrouter._options import refusing
+from eventrouter.errors import OptionError, OptionTypeError
 from eventrouter.event import IMMUTABLE_TYPES, copy_event
 from eventrouter.paths import MISSING, ParsedPath, format_path, get_path, parse_path, set_path
 from eventrouter.typing import Event
@@ -37,7 +39,11 @@ _Kind = Literal["value", "copy", "call", "pid"]
 def _resolve_source(path: str, source: object) -> tuple[_Kind, Any]:
     """Turn a ``sources`` entry into what to set per event, reading it now (at load time)."""
     if not isinstance(source, str):
-        raise TypeError(f"sources[{path!r}] must be a string, not {type(source).__name__}")
+        raise OptionTypeError(
+            "sources",
+            f"sources[{path!r}] must be a string, not {type(source).__name__}",
+            where=(path,),
+        )
     if source == "hostname":
         return "value", socket.gethostname()
     if source == "pid":
@@ -47,20 +53,26 @@ def _resolve_source(path: str, source: object) -> tuple[_Kind, Any]:
         try:
             return "value", importlib.metadata.version(distribution)
         except importlib.metadata.PackageNotFoundError:
-            raise ValueError(
-                f"sources[{path!r}]: no installed distribution is named {distribution!r}"
+            raise OptionError(
+                "sources",
+                f"sources[{path!r}]: no installed distribution is named {distribution!r}",
+                where=(path,),
             ) from None
     if source.startswith("env:"):
         name, has_default, default = source[len("env:") :].partition(":-")
         value = os.environ.get(name)
         if value is None and not has_default:
-            raise ValueError(
+            raise OptionError(
+                "sources",
                 f"sources[{path!r}]: the environment variable {name!r} is not set; set it, or "
-                f"give a default: 'env:{name}:-<default>'"
+                f"give a default: 'env:{name}:-<default>'",
+                where=(path,),
             )
         return "value", value if value is not None else default
-    raise ValueError(
-        f"sources[{path!r}]: unknown source {source!r}; expected one of {', '.join(SOURCES)}"
+    raise OptionError(
+        "sources",
+        f"sources[{path!r}]: unknown source {source!r}; expected one of {', '.join(SOURCES)}",
+        where=(path,),
     )
 
 
@@ -94,8 +106,8 @@ class Enrich:
         overwrite: when ``False``, a field already present in the event is left as it is.
 
     Raises:
-        ValueError: a path is invalid, a source is unknown or cannot be read, or nothing is
-            given to set.
+        OptionError: a path is invalid, a source is unknown or cannot be read, or nothing is
+            given to set (a :class:`ValueError` naming the option and the entry).
 
     Since 0.1.
     """
@@ -116,12 +128,14 @@ class Enrich:
                 kind = "value"
             else:
                 kind = "copy"
-            steps.append((parse_path(path), kind, value))
+            with refusing("fields", path):
+                steps.append((parse_path(path), kind, value))
         for path, source in (sources or {}).items():
             kind, value = _resolve_source(path, source)
-            steps.append((parse_path(path), kind, value))
+            with refusing("sources", path):
+                steps.append((parse_path(path), kind, value))
         if not steps:
-            raise ValueError("Enrich needs `fields`, `sources`, or both: nothing to add")
+            raise OptionError("fields", "Enrich needs `fields`, `sources`, or both: nothing to add")
         self._steps: tuple[tuple[ParsedPath, _Kind, Any], ...] = tuple(steps)
         self.overwrite = overwrite
 

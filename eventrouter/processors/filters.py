@@ -20,7 +20,8 @@ import abc
 from collections.abc import Iterable
 from typing import Any
 
-from eventrouter.errors import EventEmissionExit
+from eventrouter._options import each_item, refuse_bare_string
+from eventrouter.errors import EventEmissionExit, OptionTypeError
 from eventrouter.paths import MISSING, format_path, get_path, parse_path
 from eventrouter.patterns import NamePattern, PatternSet
 from eventrouter.typing import Event
@@ -206,17 +207,18 @@ class NameMatches(Predicate):
         return "NameMatches(" + ", ".join(map(repr, self._patterns.patterns)) + ")"
 
 
-def _check_list(option: str, value: object) -> list[str] | None:
+def _pattern_set(option: str, value: object) -> PatternSet | None:
+    """The patterns of ``allow``/``block`` compiled, each refused one located by its index."""
     if value is None:
         return None
-    if isinstance(value, (str, bytes)):
-        raise TypeError(
-            f"{option} must be a list of name patterns, not a single string: "
-            f"write {option}=[{value!r}]"
-        )
+    refuse_bare_string(option, value, "a list of name patterns")
     if not isinstance(value, Iterable):
-        raise TypeError(f"{option} must be a list of name patterns, not {type(value).__name__}")
-    return list(value)
+        raise OptionTypeError(
+            option, f"{option} must be a list of name patterns, not {type(value).__name__}"
+        )
+    patterns = list(value)
+    each_item(option, patterns, NamePattern)
+    return PatternSet(patterns)
 
 
 class NameFilter(Predicate):
@@ -231,8 +233,10 @@ class NameFilter(Predicate):
         block: name patterns to veto, even when allowed.
 
     Raises:
-        TypeError: ``allow`` or ``block`` is a bare string (always a mistake for a list).
-        ValueError: a pattern is invalid (the message names it).
+        OptionTypeError: ``allow`` or ``block`` is a bare string (always a mistake for a
+            list); a :class:`TypeError`.
+        OptionError: a pattern is invalid (the message names it, ``where`` holds its index);
+            a :class:`ValueError`.
 
     Since 0.1.
     """
@@ -240,10 +244,9 @@ class NameFilter(Predicate):
     __slots__ = ("_allow", "_block")
 
     def __init__(self, allow: list[str] | None = None, block: list[str] | None = None) -> None:
-        allow_list = _check_list("allow", allow)
-        block_list = _check_list("block", block)
-        self._allow = PatternSet(allow_list) if allow_list is not None else None
-        self._block = PatternSet(block_list) if block_list else None
+        self._allow = _pattern_set("allow", allow)
+        block_set = _pattern_set("block", block)
+        self._block = block_set if block_set else None
 
     def test(self, event: Event) -> bool:
         name = event.get("name")

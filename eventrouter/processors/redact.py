@@ -9,7 +9,8 @@ import logging
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from eventrouter.errors import EventEmissionExit
+from eventrouter._options import each_item, refuse_bare_string
+from eventrouter.errors import EventEmissionExit, OptionError
 from eventrouter.paths import ParsedPath, format_path, parse_path
 from eventrouter.patterns import PatternSet
 from eventrouter.typing import Event
@@ -63,14 +64,13 @@ class Redact:
         patterns: list[str] | None = None,
     ) -> None:
         for option, value in (("fields", fields), ("patterns", patterns)):
-            if isinstance(value, (str, bytes)):
-                raise TypeError(
-                    f"{option} must be a list, not a single string: write {option}=[{value!r}]"
-                )
-        self._paths: tuple[ParsedPath, ...] = tuple(parse_path(path) for path in fields or ())
+            refuse_bare_string(option, value)
+        self._paths: tuple[ParsedPath, ...] = tuple(each_item("fields", fields or (), parse_path))
         self._keys = PatternSet(patterns, ignore_case=True, dotted=False) if patterns else None
         if not self._paths and self._keys is None:
-            raise ValueError("Redact needs `fields`, `patterns`, or both: nothing to redact")
+            raise OptionError(
+                "fields", "Redact needs `fields`, `patterns`, or both: nothing to redact"
+            )
         self.replacement = replacement
 
     def __call__(self, event: Event) -> Event:

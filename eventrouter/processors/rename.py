@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from eventrouter._options import refusing
+from eventrouter.errors import OptionError, OptionTypeError
 from eventrouter.paths import (
     MISSING,
     ParsedPath,
@@ -40,8 +42,9 @@ class Rename:
         fields: source dotted path -> destination dotted path.
 
     Raises:
-        ValueError: a path is invalid, a source equals its destination, or ``fields`` is empty.
-        TypeError: ``fields`` is not a mapping of strings.
+        OptionError: a path is invalid, a source equals its destination, or ``fields`` is
+            empty (a :class:`ValueError` naming the option and the entry).
+        OptionTypeError: ``fields`` is not a mapping of strings (also a :class:`TypeError`).
 
     Since 0.1.
     """
@@ -50,21 +53,27 @@ class Rename:
 
     def __init__(self, fields: Mapping[str, str]) -> None:
         if not isinstance(fields, Mapping):
-            raise TypeError(
-                f"fields must map source paths to destination paths, not {type(fields).__name__}"
+            raise OptionTypeError(
+                "fields",
+                f"fields must map source paths to destination paths, not {type(fields).__name__}",
             )
         moves: list[tuple[ParsedPath, ParsedPath]] = []
         for source, destination in fields.items():
             if not isinstance(destination, str):
-                raise TypeError(
-                    f"the destination of {source!r} must be a dotted path, not {destination!r}"
+                raise OptionTypeError(
+                    "fields",
+                    f"the destination of {source!r} must be a dotted path, not {destination!r}",
+                    where=(source,),
                 )
-            source_path, destination_path = parse_path(source), parse_path(destination)
+            with refusing("fields", source):
+                source_path, destination_path = parse_path(source), parse_path(destination)
             if source_path == destination_path:
-                raise ValueError(f"cannot rename {source!r} to itself")
+                raise OptionError("fields", f"cannot rename {source!r} to itself", where=(source,))
             moves.append((source_path, destination_path))
         if not moves:
-            raise ValueError("Rename needs at least one source -> destination in `fields`")
+            raise OptionError(
+                "fields", "Rename needs at least one source -> destination in `fields`"
+            )
         self._moves: tuple[tuple[ParsedPath, ParsedPath], ...] = tuple(moves)
 
     def __call__(self, event: Event) -> Event:

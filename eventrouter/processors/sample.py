@@ -10,7 +10,8 @@ import json
 import random
 from typing import Any
 
-from eventrouter.errors import EventEmissionExit
+from eventrouter._options import refusing
+from eventrouter.errors import EventEmissionExit, OptionError, OptionTypeError
 from eventrouter.paths import MISSING, format_path, get_path, parse_path
 from eventrouter.typing import Event
 
@@ -62,8 +63,9 @@ class Sample:
         salt: a string (at most 64 bytes) mixed into the hash.
 
     Raises:
-        ValueError: ``rate`` is outside [0, 1], or the path or salt is invalid.
-        TypeError: ``rate`` is not a number.
+        OptionError: ``rate`` is outside [0, 1], or the path or salt is invalid (a
+            :class:`ValueError` naming the option).
+        OptionTypeError: ``rate`` is not a number (also a :class:`TypeError`).
 
     Since 0.1.
     """
@@ -72,14 +74,15 @@ class Sample:
 
     def __init__(self, rate: float, key: str | None = None, salt: str = "") -> None:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)):
-            raise TypeError(f"rate must be a number from 0 to 1, not {rate!r}")
+            raise OptionTypeError("rate", f"rate must be a number from 0 to 1, not {rate!r}")
         if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"rate must be from 0 to 1, not {rate!r}")
+            raise OptionError("rate", f"rate must be from 0 to 1, not {rate!r}")
         salt_bytes = salt.encode()
         if len(salt_bytes) > hashlib.blake2b.MAX_KEY_SIZE:
-            raise ValueError("salt must be at most 64 bytes long")
+            raise OptionError("salt", "salt must be at most 64 bytes long")
         self.rate = float(rate)
-        self._key = parse_path(key) if key is not None else None
+        with refusing("key"):
+            self._key = parse_path(key) if key is not None else None
         self._salt = salt_bytes
         self._threshold = int(self.rate * _SPAN) if self.rate < 1.0 else _SPAN
 

@@ -12,7 +12,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from eventrouter.errors import EventEmissionExit, MissingExtraError
+from eventrouter._options import refusing
+from eventrouter.errors import EventEmissionExit, MissingExtraError, OptionError, OptionTypeError
 from eventrouter.paths import MISSING, format_path, get_path, parse_path, set_path
 from eventrouter.patterns import NamePattern
 from eventrouter.typing import Event
@@ -60,9 +61,10 @@ class SchemaValidator:
 
     Raises:
         MissingExtraError: ``jsonschema`` is not installed.
-        ValueError: a schema is not a valid JSON Schema, a pattern or path is invalid, or
-            ``on_invalid`` is not one of the three values (the message names the culprit).
-        TypeError: a schema is not a mapping.
+        OptionError: a schema is not a valid JSON Schema, a pattern or path is invalid, or
+            ``on_invalid`` is not one of the three values (a :class:`ValueError` naming the
+            option and the entry).
+        OptionTypeError: a schema is not a mapping (also a :class:`TypeError`).
 
     Since 0.1.
     """
@@ -81,31 +83,41 @@ class SchemaValidator:
         except ImportError:
             raise MissingExtraError("the schema processor", "schema", "jsonschema") from None
         if on_invalid not in ON_INVALID:
-            raise ValueError(
-                f"on_invalid must be one of {', '.join(map(repr, ON_INVALID))}, not {on_invalid!r}"
+            raise OptionError(
+                "on_invalid",
+                f"on_invalid must be one of {', '.join(map(repr, ON_INVALID))}, not {on_invalid!r}",
             )
         if not isinstance(schemas, Mapping):
-            raise TypeError(f"schemas must map name patterns to schemas, not {type(schemas)}")
+            raise OptionTypeError(
+                "schemas", f"schemas must map name patterns to schemas, not {type(schemas)}"
+            )
         entries: list[tuple[NamePattern, Any]] = []
         for pattern, schema in schemas.items():
             if not isinstance(schema, Mapping):
-                raise TypeError(
-                    f"the schema for {pattern!r} must be a mapping, not {type(schema).__name__}"
+                raise OptionTypeError(
+                    "schemas",
+                    f"the schema for {pattern!r} must be a mapping, not {type(schema).__name__}",
+                    where=(pattern,),
                 )
-            name_pattern = NamePattern(pattern)
+            with refusing("schemas", pattern):
+                name_pattern = NamePattern(pattern)
             cls = jsonschema.validators.validator_for(schema)
             try:
                 cls.check_schema(schema)
             except jsonschema.exceptions.SchemaError as exc:
                 where = format_path(list(exc.absolute_path)) or "its root"
-                raise ValueError(
+                raise OptionError(
+                    "schemas",
                     f"the schema for {pattern!r} is not a valid JSON Schema ({where}): "
-                    f"{exc.message}"
+                    f"{exc.message}",
+                    where=(pattern, *exc.absolute_path),
                 ) from None
             entries.append((name_pattern, cls(schema, format_checker=cls.FORMAT_CHECKER)))
         self._entries: tuple[tuple[NamePattern, Any], ...] = tuple(entries)
-        self._path = parse_path(path)
-        self._tag_path = parse_path(tag_path)
+        with refusing("path"):
+            self._path = parse_path(path)
+        with refusing("tag_path"):
+            self._tag_path = parse_path(tag_path)
         self._cache: dict[str, tuple[Any, ...]] = {}
         self.on_invalid = on_invalid
 

@@ -1,22 +1,49 @@
-"""A safe YAML loader that remembers where every key, value and list item came from.
+"""Reading a configuration: YAML with the position of everything in it.
 
 Only ``yaml.safe_load`` semantics: any tag SafeLoader does not know (``!!python/object``,
 ``!!python/name``, ``!include`` ...) is not constructed; it becomes an :class:`UnsafeTag`
-marker that the configuration validator reports with its path and line.
+marker that the validator reports with its path and line.
+
+Positions live on the loaded containers: mappings are :class:`LineDict`, sequences
+:class:`LineList`. :func:`key_line`, :func:`value_line`, :func:`line_of` and
+:func:`line_within` are the one way to ask for a line; they answer ``None`` for plain
+containers (a configuration given as a mapping in code has no lines).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["LineDict", "LineList", "UnsafeTag", "YamlProblem", "load_yaml"]
+from eventrouter.errors import ConfigError, ConfigIssue
+
+__all__ = [
+    "LineDict",
+    "LineList",
+    "UnsafeTag",
+    "YamlProblem",
+    "key_line",
+    "line_of",
+    "line_within",
+    "load_yaml",
+    "read_file",
+    "value_line",
+]
 
 
 class LineDict(dict[Any, Any]):
-    """A dict that knows the 1-based line of each key and of each value."""
+    """A dict that knows the 1-based line of each key and of each value.
+
+    Attributes:
+        line: the line the mapping starts on.
+        key_lines: the line of each key.
+        value_lines: the line of each value.
+    """
 
     key_lines: dict[Any, int]
     value_lines: dict[Any, int]
@@ -30,7 +57,12 @@ class LineDict(dict[Any, Any]):
 
 
 class LineList(list[Any]):
-    """A list that knows the 1-based line of each item."""
+    """A list that knows the 1-based line of each item.
+
+    Attributes:
+        line: the line the sequence starts on.
+        item_lines: the line of each item.
+    """
 
     item_lines: list[int]
     line: int | None
@@ -39,6 +71,45 @@ class LineList(list[Any]):
         super().__init__()
         self.item_lines = []
         self.line = None
+
+
+def key_line(container: Any, key: Any) -> int | None:
+    """The line of ``key`` in a loaded mapping (the mapping's own line if it has no such
+    key); ``None`` for anything not loaded from YAML."""
+    if isinstance(container, LineDict):
+        return container.key_lines.get(key, container.line)
+    return None
+
+
+def value_line(container: Any, key: Any) -> int | None:
+    """The line of the value under ``key`` (a mapping key or a list index) in a loaded
+    container (the container's own line if there is no such value); ``None`` for anything
+    not loaded from YAML."""
+    if isinstance(container, LineDict):
+        return container.value_lines.get(key, container.line)
+    if isinstance(container, LineList) and isinstance(key, int):
+        return container.item_lines[key] if 0 <= key < len(container) else container.line
+    return None
+
+
+def line_of(value: Any, fallback: int | None) -> int | None:
+    """The line a loaded mapping or list starts on, else ``fallback``."""
+    if isinstance(value, LineDict | LineList) and value.line is not None:
+        return value.line
+    return fallback
+
+
+def line_within(value: Any, steps: Iterable[Any], line: int | None) -> int | None:
+    """The line of the item reached from ``value`` (which is on ``line``) by ``steps``
+    (mapping keys and list indexes); the line of the deepest item found on the way."""
+    for step in steps:
+        if isinstance(value, LineList) and isinstance(step, int) and 0 <= step < len(value):
+            line, value = value.item_lines[step], value[step]
+        elif isinstance(value, LineDict) and _hashable(step) and step in value:
+            line, value = value.value_lines[step], value[step]
+        else:
+            break
+    return line
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,3 +245,32 @@ def load_yaml(text: str) -> tuple[Any, list[YamlProblem]]:
     finally:
         loader.dispose()
     return data, loader.problems
+
+
+def read_file(file: str | os.PathLike[str]) -> tuple[Any, list[ConfigIssue]]:
+    """Read and parse a YAML configuration file.
+
+    Returns:
+        The data (as :func:`load_yaml` gives it) and the problems found while reading, as
+        issues naming the file and line.
+
+    Raises:
+        ConfigError: the file cannot be read, is not UTF-8, is not YAML, or is empty.
+    """
+    name = os.fspath(file)
+    try:
+        text = Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError([ConfigIssue(f"cannot read the file: {reason}", "", name)]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([ConfigIssue("the file is not UTF-8 text", "", name)]) from None
+    data, problems = load_yaml(text)
+    issues = [ConfigIssue(p.message, "", name, p.line) for p in problems]
+    if data is None and not issues:
+        issues.append(
+            ConfigIssue("the configuration is empty: it needs at least `backends`", "", name, 1)
+        )
+    if data is None:
+        raise ConfigError(issues)
+    return data, issues
