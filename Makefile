@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps event-tracking pytz
 	$(BIN)/python benchmarks/routing.py
 	$(BIN)/python benchmarks/mongodb.py
+	$(BIN)/python benchmarks/emit_latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,7 @@ from eventrouter.errors import (
     TrackerNotRegisteredError,
 )
 from eventrouter.event import build_event, copy_event
+from eventrouter.lifecycle import install_signal_handlers
 from eventrouter.tracker import Tracker, emit, get_tracker, register_tracker
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ __all__ = [
     "copy_event",
     "emit",
     "get_tracker",
+    "install_signal_handlers",
     "load",
     "register_tracker",
     "tracker",

@@ -1,17 +1,21 @@
-"""The ``eventrouter`` command: ``validate``, ``tree``, ``route`` and ``worker``.
+"""The ``eventrouter`` command: ``validate``, ``tree``, ``route``, ``replay`` and ``worker``.
 
 Exit status: 0 when everything went well; 1 when ``route`` skipped malformed lines or a
-backend failed to deliver; 2 for an invalid configuration or a usage error; 130 when
+backend failed to deliver, or ``replay`` could not deliver everything; 2 for an invalid
+configuration or a usage error; 128 + the signal (130 for Ctrl-C, 143 for SIGTERM) when
 interrupted (after flushing and printing the summary).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -48,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     _setup_logging(args.verbose)
+    _signals_received.clear()
+    previous = _on_sigterm_interrupt() if args.run in (_route, _replay) else None
     try:
         status: int = args.run(args)
     except ConfigError as exc:
@@ -58,8 +64,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("eventrouter: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted_status()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if status == EXIT_INTERRUPTED:
+        status = _interrupted_status()
     return status
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: stop reading, flush, print the summary."""
+
+
+_signals_received: list[int] = []
+
+
+def _on_sigterm_interrupt() -> Any:
+    """Make SIGTERM interrupt like Ctrl-C; returns the previous handler (``None``: unchanged)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum: int, frame: Any) -> None:
+        _signals_received.append(signum)
+        raise _Terminated
+
+    return signal.signal(signal.SIGTERM, terminate)
+
+
+def _interrupted_status() -> int:
+    return 128 + _signals_received[-1] if _signals_received else EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -109,6 +143,40 @@ def _parser() -> argparse.ArgumentParser:
         "--no-progress", action="store_true", help="do not show a progress bar on a terminal"
     )
     route.set_defaults(run=_route)
+
+    replay = commands.add_parser(
+        "replay",
+        help="send dead-lettered events back to their own destinations",
+        description="Send each event of the dead-letter files back to the node it failed "
+        "at (its dotted destination path in the tree), and to no other. What fails again "
+        "goes to a new dead-letter file; each input is renamed <file>.replayed once every "
+        "record in it is delivered or in the new file. SIGTERM or Ctrl-C stops reading, "
+        "delivers or dead-letters what was sent, and carries the rest of the file over.",
+    )
+    replay.add_argument("config", metavar="CONFIG", help="the YAML routing configuration")
+    replay.add_argument(
+        "deadletters", metavar="DEADLETTER", nargs="+", help="the dead-letter files to replay"
+    )
+    replay.add_argument(
+        "--only",
+        metavar="PATH",
+        help="replay only the destination at this dotted path, or under it (the other "
+        "records are carried over to the new dead-letter file)",
+    )
+    replay.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what would be sent where; send, write and rename nothing",
+    )
+    replay.add_argument(
+        "--dead-letter",
+        metavar="FILE",
+        help="the new dead-letter file (default: <first input>.retry-<UTC time>.jsonl)",
+    )
+    replay.add_argument(
+        "--no-progress", action="store_true", help="do not show a progress bar on a terminal"
+    )
+    replay.set_defaults(run=_replay)
 
     worker = commands.add_parser(
         "worker",
@@ -193,6 +261,8 @@ def _label(node: ConfigNode, *, show_options: bool = True) -> Text:
         for key, value in node.shown_options().items():
             text.append(f"  {key}=", style="cyan")
             text.append(value)
+    if node.buffered is not None:
+        text.append("  (buffered)", style="green")
     mark = _celery_mark(node)
     if mark:
         text.append(mark, style="bold green")
@@ -472,3 +542,116 @@ def _print_summary(
         )
     console.print(table)
     return failed
+
+
+# -- replay -------------------------------------------------------------------------------
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from eventrouter import replay as replaying
+
+    config = read_config(args.config)
+    tracker = build(config)
+    try:
+        if args.only and replaying.resolve(tracker.router, args.only) is None:
+            print(f"eventrouter: error: no node at {args.only!r} in {args.config}", file=sys.stderr)
+            return EXIT_USAGE
+        target = args.dead_letter or replaying.default_dead_letter_path(args.deadletters[0])
+        stop = threading.Event()
+        try:
+            report = _replay_with_signals(args, tracker, target, stop, replaying)
+        except ValueError as exc:  # the new dead-letter file is one of the inputs
+            print(f"eventrouter: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    finally:
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting
+            tracker.close(replaying.CLOSE_TIMEOUT)
+    _print_replay_summary(report, args.dry_run)
+    if report.interrupted:
+        print("eventrouter: interrupted: the rest was carried over", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def _replay_with_signals(
+    args: argparse.Namespace, tracker: Any, target: Any, stop: threading.Event, replaying: Any
+) -> Any:
+    """Run the replay with SIGTERM and SIGINT stopping it between two records."""
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second signal: stop waiting
+            raise KeyboardInterrupt
+        _signals_received.append(signum)
+        stop.set()
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, request_stop)
+    err = Console(file=sys.stderr, highlight=False)
+    try:
+        if args.dry_run or args.no_progress or not err.is_terminal:
+            return replaying.replay(
+                tracker.router,
+                args.deadletters,
+                dead_letter=target,
+                only=args.only,
+                dry_run=args.dry_run,
+                interrupted=stop.is_set,
+            )
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        with Progress(
+            TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), console=err, transient=True
+        ) as progress:
+            total = sum(_count_lines(path) for path in args.deadletters)
+            task = progress.add_task("replay", total=total)
+            return replaying.replay(
+                tracker.router,
+                args.deadletters,
+                dead_letter=target,
+                only=args.only,
+                interrupted=stop.is_set,
+                on_record=lambda _path: progress.advance(task),
+            )
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _count_lines(path: str) -> int:
+    with open(path, "rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def _print_replay_summary(report: Any, dry_run: bool) -> None:
+    console = _stdout()
+    table = Table(
+        title="replay (dry run: nothing sent)" if dry_run else "replay", title_justify="left"
+    )
+    table.add_column("destination")
+    table.add_column("records", justify="right")
+    if not dry_run:
+        table.add_column("delivered", justify="right")
+        table.add_column("failed again", justify="right")
+    for path, counts in sorted(report.destinations.items()):
+        row: list[Text | str] = [Text(path), str(counts.records)]
+        if not dry_run:
+            row += [str(counts.delivered), str(counts.failed_again + counts.lost)]
+        table.add_row(*row)
+    console.print(table)
+    if report.unknown:
+        shown = ", ".join(sorted(report.unknown_paths)[:5])
+        console.print(f"not in the tree (carried over): {report.unknown} ({shown})")
+    if report.carried:
+        console.print(f"carried over unchanged: {report.carried}")
+    if report.damaged:
+        console.print(f"damaged lines skipped: {report.damaged}")
+    if dry_run:
+        return
+    written = report.dead_letter is not None and report.dead_letter.exists()
+    console.print(f"new dead-letter file: {report.dead_letter if written else '(none needed)'}")
+    for path in report.renamed:
+        console.print(f"settled: {path} -> {path.name}.replayed")
+    for path in report.kept:
+        console.print(f"kept (not all settled): {path}")

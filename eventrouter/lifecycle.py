@@ -15,6 +15,7 @@ one case nothing can cover.
 from __future__ import annotations
 
 import atexit
+import inspect
 import logging
 import signal
 import threading
@@ -25,6 +26,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from eventrouter import _fork
+from eventrouter.errors import EventRouterError
 
 __all__ = [
     "close_open_nodes",
@@ -32,9 +34,14 @@ __all__ = [
     "remaining",
     "run_within",
     "set_exit_timeout",
+    "with_timeout",
 ]
 
 log = logging.getLogger("eventrouter.lifecycle")
+
+GRACE = 0.25
+"""Seconds :func:`run_within` waits past its timeout for calls finishing their bookkeeping
+(a buffered node writing what it could not deliver to its dead letter)."""
 
 DEFAULT_EXIT_TIMEOUT = 10.0
 """Seconds the exit hook gives open buffered nodes, all together, to deliver what they hold."""
@@ -115,18 +122,19 @@ def run_within(
 ) -> list[str]:
     """Run ``call(seconds_left)`` for each ``(label, call)`` side by side, for ``timeout``.
 
-    Each call runs in its own daemon thread and is given the seconds left; they share one
-    deadline, so the whole takes at most ``timeout`` seconds however many there are and
-    whatever each does. An exception is logged with its label (type only, never its
-    message). Returns the labels of the calls still running at the deadline.
+    Each call runs in its own daemon thread, all started at once and each given ``timeout``;
+    they share one deadline, so the whole takes at most ``timeout`` (plus :data:`GRACE`)
+    seconds however many there are and whatever each does. An exception is logged with its
+    label (type only, never its message). Returns the labels of the calls still running at
+    the deadline.
     """
     if not calls:
         return []
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = None if timeout is None else time.monotonic() + timeout + GRACE
     threads: list[tuple[str, threading.Thread]] = []
     for label, call in calls:
         thread = threading.Thread(
-            target=_guarded, args=(label, call, deadline), name=f"eventrouter {label}"
+            target=_guarded, args=(label, call, timeout), name=f"eventrouter {label}"
         )
         thread.daemon = True
         thread.start()
@@ -145,11 +153,28 @@ def run_within(
     return late
 
 
-def _guarded(label: str, call: Callable[[float | None], object], deadline: float | None) -> None:
+def with_timeout(method: Callable[..., Any]) -> Callable[[float | None], object]:
+    """``method`` as a call taking the seconds left, passed on only if it takes a timeout."""
     try:
-        call(remaining(deadline))
+        parameters = list(inspect.signature(method).parameters.values())
+    except (TypeError, ValueError):
+        parameters = []
+    if any(p.name == "timeout" or p.kind is p.VAR_KEYWORD for p in parameters):
+        return lambda seconds: method(timeout=seconds)
+    kind = inspect.Parameter
+    positional = (kind.POSITIONAL_ONLY, kind.POSITIONAL_OR_KEYWORD, kind.VAR_POSITIONAL)
+    if any(p.kind in positional for p in parameters):
+        return method
+    return lambda seconds: method()
+
+
+def _guarded(label: str, call: Callable[[float | None], object], timeout: float | None) -> None:
+    try:
+        call(timeout)
     except Exception as exc:
-        log.error("%s failed: %s", label, type(exc).__name__)
+        # Our own errors' messages are written to be safe to log (no event data).
+        own = f" ({exc})" if isinstance(exc, EventRouterError) else ""
+        log.error("%s failed: %s%s", label, type(exc).__name__, own)
 
 
 # -- signals ---------------------------------------------------------------------------------

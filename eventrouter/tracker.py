@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -163,10 +164,12 @@ class Tracker:
         self.router.flush(timeout)
 
     def close(self, timeout: float | None = 30.0) -> None:
-        """Flush every node of the tree, waiting at most ``timeout`` seconds for each
-        (``None``: as long as it takes), then close them all."""
+        """Flush, then close, every node of the tree within ``timeout`` seconds in all
+        (``None``: as long as it takes); what a buffered node still holds then goes to its
+        dead-letter file."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         self.router.flush(timeout)
-        self.router.close()
+        self.router.close(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def __repr__(self) -> str:
         return f"Tracker({self.router!r})"

@@ -112,3 +112,27 @@ def assert_accounted(
     assert [key for key, n in seen.items() if n > 1] == []
     assert set(seen) <= set(emitted)
     return stats
+
+
+class Refuses:
+    """A backend that rejects every event for good (for replays that fail again)."""
+
+    def send(self, event: Event) -> None:
+        raise DeliveryError("rejected", retryable=False)
+
+
+class SlowFile:
+    """A backend writing each id to a file, a few milliseconds a batch (for the CLI tests)."""
+
+    def __init__(self, path: str, pause: float = 0.002) -> None:
+        self.path = path
+        self.pause = pause
+        self.lock = threading.Lock()
+
+    def send(self, event: Event) -> None:
+        self.send_batch([event])
+
+    def send_batch(self, events: Sequence[Event]) -> None:
+        threading.Event().wait(self.pause)
+        with self.lock, open(self.path, "a") as handle:
+            handle.write("".join(f"{event['id']}\n" for event in events))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import inspect
 import logging
 import os
 import pickle
@@ -37,7 +36,7 @@ from typing import Any, Final
 from eventrouter import _fork, lifecycle
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.encoding import dumps
-from eventrouter.errors import DeliveryError, OptionError
+from eventrouter.errors import DeliveryError, OptionError, OptionTypeError
 from eventrouter.typing import Backend, Event
 
 __all__ = ["WHEN_FULL", "BufferedBackend"]
@@ -96,16 +95,6 @@ class _Throttle:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _accepts_timeout(method: Callable[..., Any]) -> bool:
-    try:
-        parameters = inspect.signature(method).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(
-        p.name == "timeout" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in parameters
-    )
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -174,15 +163,21 @@ class BufferedBackend:
             ("batch_size", batch_size, 1),
             ("max_retries", max_retries, 0),
         ):
-            if type(value) is not int or value < low:
-                raise OptionError(option, f"expected an int >= {low}, got {value!r}")
+            if type(value) is not int:
+                raise OptionTypeError(option, f"{option} must be an int, not {value!r}")
+            if value < low:
+                raise OptionError(option, f"{option} must be {low} or more, not {value!r}")
         for option, number in (
             ("flush_interval", flush_interval),
             ("retry_deadline", retry_deadline),
             ("block_timeout", block_timeout),
         ):
-            if not _is_number(number) or number < 0:
-                raise OptionError(option, f"expected a number of seconds >= 0, got {number!r}")
+            if not _is_number(number):
+                raise OptionTypeError(
+                    option, f"{option} must be seconds (a number), not {number!r}"
+                )
+            if number < 0:
+                raise OptionError(option, f"{option} must be 0 seconds or more, not {number!r}")
         if (
             isinstance(backoff, str | bytes)
             or not isinstance(backoff, Sequence)
@@ -191,11 +186,12 @@ class BufferedBackend:
             or backoff[0] > backoff[1]
         ):
             raise OptionError(
-                "backoff", f"expected [base, cap] seconds with 0 <= base <= cap, got {backoff!r}"
+                "backoff",
+                f"backoff must be [base, cap] seconds with 0 <= base <= cap, not {backoff!r}",
             )
         if when_full not in WHEN_FULL:
             raise OptionError(
-                "when_full", f"expected one of {', '.join(WHEN_FULL)}, got {when_full!r}"
+                "when_full", f"when_full must be one of {', '.join(WHEN_FULL)}, not {when_full!r}"
             )
         if dead_letter is not None and not isinstance(dead_letter, DeadLetterFile):
             dead_letter = DeadLetterFile(dead_letter)
@@ -236,6 +232,7 @@ class BufferedBackend:
         self._closed = False
         self._deadline: float | None = None
         self._abandoned = False
+        self._finished = threading.Event()
         self._received = 0
         self._queued = 0
         self._delivered = 0
@@ -286,7 +283,7 @@ class BufferedBackend:
                 reason = ""
             else:
                 reason = self._make_room(size)
-            if not reason:
+            if not reason or reason == "drop_oldest":
                 self._queue.append((payload, size, now))
                 self._bytes += size
                 self._queued += 1
@@ -295,14 +292,16 @@ class BufferedBackend:
                     self._wake.notify()
                 if self._worker is None:
                     self._start_worker()
-                return
-        if reason == "drop_newest":
+        if not reason:
+            return
+        if reason in ("drop_oldest", "drop_newest"):  # logged outside the lock
             self._log_full(reason)
         else:
             self._reject(event, reason)
 
     def _make_room(self, size: int) -> str:
-        """With the lock held and the queue full: ``""`` once there is room, else a reason."""
+        """With the lock held and the queue full: ``""`` (or ``"drop_oldest"``) once there is
+        room for the event, else the reason it cannot be queued."""
         if self.when_full == "drop_oldest":
             dropped = 0
             while self._queue and (
@@ -312,8 +311,7 @@ class BufferedBackend:
                 self._bytes -= old_size
                 dropped += 1
             self._dropped["drop_oldest"] = self._dropped.get("drop_oldest", 0) + dropped
-            self._log_full("drop_oldest")
-            return ""
+            return "drop_oldest"  # there is room now, made by dropping
         if self.when_full == "drop_newest":
             self._dropped["drop_newest"] = self._dropped.get("drop_newest", 0) + 1
             return "drop_newest"
@@ -629,7 +627,7 @@ class BufferedBackend:
         inner = getattr(self.backend, "flush", None)
         if done and callable(inner):
             try:
-                inner(lifecycle.remaining(deadline))
+                lifecycle.with_timeout(inner)(lifecycle.remaining(deadline))
             except Exception as exc:
                 log.error("flushing %r failed: %s", self.path, type(exc).__name__)
         return done
@@ -658,25 +656,37 @@ class BufferedBackend:
 
     def _finish_close(self, deadline: float | None) -> None:
         with self._lock:
-            if self._closed:
-                return
+            closed = self._closed
             worker = self._worker
+        if closed:  # closed, or closing in another thread: wait for it to finish
+            self._finished.wait(lifecycle.remaining(deadline))
+            return
         if worker is not None and worker.is_alive():
             worker.join(lifecycle.remaining(deadline))
         with self._lock:
-            if self._closed:
-                return
+            already = self._closed
             self._closed = True
-            leftovers = list(self._queue)
+            leftovers = [] if already else list(self._queue)
             self._queue.clear()
             self._bytes = 0
-            in_flight = [item for item in self._flight if not item.settled]
+            in_flight = [] if already else [item for item in self._flight if not item.settled]
             for item in in_flight:
                 item.settled = True
             self._abandoned = True
             self._wake.notify_all()
             self._room.notify_all()
             self._settled.notify_all()
+        if already:
+            self._finished.wait(lifecycle.remaining(deadline))
+            return
+        try:
+            self._settle_at_close(leftovers, in_flight, deadline)
+        finally:
+            self._finished.set()
+
+    def _settle_at_close(
+        self, leftovers: list[_Entry], in_flight: list[_Item], deadline: float | None
+    ) -> None:
         lifecycle.untrack(self)
         if in_flight:
             events = [_event_of(item) for item in in_flight]
@@ -694,10 +704,7 @@ class BufferedBackend:
         close = getattr(self.backend, "close", None)
         if self._close_backend and callable(close):
             try:
-                if _accepts_timeout(close):
-                    close(timeout=lifecycle.remaining(deadline))
-                else:
-                    close()
+                lifecycle.with_timeout(close)(lifecycle.remaining(deadline))
             except Exception as exc:
                 log.error("closing %r failed: %s", self.path, type(exc).__name__)
 

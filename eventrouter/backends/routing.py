@@ -18,6 +18,7 @@ from eventrouter import _fork
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.errors import EventEmissionExit, EventRouterError
 from eventrouter.event import copy_event
+from eventrouter.lifecycle import run_within, with_timeout
 from eventrouter.typing import Backend, Event
 
 __all__ = ["RoutingBackend"]
@@ -295,24 +296,25 @@ class RoutingBackend:
         return out
 
     def flush(self, timeout: float | None = None) -> None:
-        """Ask every backend that buffers to deliver what it holds (depth-first)."""
-        for name, backend in list(self.backends.items()):
-            flush = getattr(backend, "flush", None)
-            if callable(flush):
-                try:
-                    flush(timeout)
-                except Exception as exc:
-                    log.error("flushing backend %r failed: %s", name, _summary(exc))
+        """Ask every backend that buffers to deliver what it holds, all side by side,
+        within ``timeout`` seconds in all (``None``: as long as they take)."""
+        calls = [
+            (f"flushing backend {name!r}", with_timeout(flush))
+            for name, backend in list(self.backends.items())
+            if callable(flush := getattr(backend, "flush", None))
+        ]
+        run_within(calls, timeout)
 
-    def close(self) -> None:
-        """Close every backend that has a ``close()``; errors are logged, not raised."""
-        for name, backend in list(self.backends.items()):
-            close = getattr(backend, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception as exc:
-                    log.error("closing backend %r failed: %s", name, _summary(exc))
+    def close(self, timeout: float | None = None) -> None:
+        """Close every backend that has a ``close()``, all side by side, within ``timeout``
+        seconds in all; a ``close`` that takes a ``timeout`` is given the time left.
+        Errors are logged, not raised; a close still running at the deadline is left behind."""
+        calls = [
+            (f"closing backend {name!r}", with_timeout(close))
+            for name, backend in list(self.backends.items())
+            if callable(close := getattr(backend, "close", None))
+        ]
+        run_within(calls, timeout)
 
     def __repr__(self) -> str:
         return (
@@ -324,7 +326,3 @@ class RoutingBackend:
 def _is_own_error(exc: Exception) -> bool:
     """Our own errors' messages are written to be safe to log (no event data)."""
     return isinstance(exc, EventRouterError)
-
-
-def _summary(exc: Exception) -> str:
-    return f"{type(exc).__name__} ({exc})" if _is_own_error(exc) else type(exc).__name__

@@ -6,7 +6,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from eventrouter.backends.buffered import BufferedBackend
 from eventrouter.backends.routing import RoutingBackend
+from eventrouter.config.buffering import options_of_buffered
 from eventrouter.config.model import ConfigNode, ConfigTree
 from eventrouter.config.options import accepts, refusal
 from eventrouter.deadletter import DeadLetterFile
@@ -79,7 +81,19 @@ class _Builder:
             built = self.construct(node)
             if built is None:
                 return None
-        return self.checked(node, built)
+        checked = self.checked(node, built)
+        if checked is None or node.buffered is None:
+            return checked
+        return self.buffered(node, checked)
+
+    def buffered(self, node: ConfigNode, built: Any) -> Any:
+        try:
+            wrapped = BufferedBackend(built, **options_of_buffered(node, self.dead_letter))
+        except Exception as exc:  # the validator checked the options: only a bug gets here
+            self.issues.append(ConfigIssue(f"buffered: {exc}", node.path, self.file, node.line))
+            return None
+        self.built.append(wrapped)
+        return wrapped
 
     def construct(self, node: ConfigNode) -> Any:
         kwargs = dict(node.options)

@@ -37,6 +37,9 @@ class ConfigNode:
         source: the options as read, with their positions (see :mod:`eventrouter.config.read`).
         instance: a processor constructed while validating, which the first :func:`build`
             uses rather than constructing it again; ``None`` otherwise.
+        buffered: for a backend delivered from a worker thread, the options of its
+            :class:`~eventrouter.backends.buffered.BufferedBackend` (``{}``: the defaults);
+            ``None`` when it is not buffered.
 
     Since 0.1.
     """
@@ -55,6 +58,7 @@ class ConfigNode:
     line: int | None = None
     source: Mapping[Any, Any] = field(default_factory=dict, repr=False)
     instance: Any = field(default=None, repr=False)
+    buffered: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:

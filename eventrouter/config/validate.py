@@ -13,6 +13,7 @@ from typing import Any
 
 from eventrouter import _migrate, registry
 from eventrouter._typecheck import Parameters, kind_of, parse_bool
+from eventrouter.config.buffering import check_buffered
 from eventrouter.config.expand import Expander
 from eventrouter.config.model import ConfigNode, ConfigTree
 from eventrouter.config.options import OptionChecker, construct_processors
@@ -23,7 +24,7 @@ from eventrouter.registry import Kind, UnknownNameError
 __all__ = ["validate"]
 
 _ROOT_KEYS = ("backends", "processors", "dead_letter")
-_NODE_KEYS = ("class", "options", "backends", "processors", "enabled")
+_NODE_KEYS = ("class", "options", "backends", "processors", "enabled", "buffered")
 _PROCESSOR_KEYS = ("class", "options", "enabled")
 
 
@@ -238,6 +239,8 @@ class _Validator:
             bare="options" not in raw,
             class_path=_join(path, "class"),
         )
+        if node is not None:
+            check_buffered(raw, node, self.expander, self.issue)
         if node is None or not has_children:
             return node
         if not node.router and node.target is not None:
