@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from eventrouter.backends.buffered import BufferedBackend
 from eventrouter.backends.celery import (
     MEMORY_BROKER,
     TASK_NAME,
@@ -42,8 +43,9 @@ def celery_nodes(router: RoutingBackend, prefix: str = "") -> dict[str, CeleryRo
     """Every celery node under ``router``, by dotted path, at any depth (a celery node inside
     another one's subtree included)."""
     found: dict[str, CeleryRouter] = {}
-    for name, backend in router.backends.items():
+    for name, node in router.backends.items():
         path = f"{prefix}{name}"
+        backend = node.backend if isinstance(node, BufferedBackend) else node
         if isinstance(backend, CeleryRouter):
             found[path] = backend
         if isinstance(backend, RoutingBackend):

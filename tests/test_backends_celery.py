@@ -7,6 +7,7 @@ workers on Redis and RabbitMQ.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import uuid
@@ -357,3 +358,85 @@ def test_a_bad_celery_option_in_yaml_is_reported_at_its_line(tmp_path: Path) -> 
     [issue] = refused.value.issues
     assert issue.path.startswith("backends.analytics.options.task_retry")
     assert issue.line == 6
+
+
+# -- buffered children, replay, fork --------------------------------------------------------
+
+
+def test_a_buffered_child_is_delivered_directly_not_queued_again(tmp_path: Path) -> None:
+    from eventrouter.backends.buffered import BufferedBackend
+
+    sink = MemoryBackend()
+    wrapped = BufferedBackend(sink)
+    node = CeleryRouter({"sink": wrapped}, broker="memory://")
+    node.run_in_process(encode_batch([build_event("e", {"n": 1})]))
+    assert len(sink.events) == 1  # delivered before the task (here: the call) returns
+    assert wrapped.stats()["received"] == 0
+    wrapped.close()
+
+
+def test_replay_sends_a_worker_dead_letter_to_its_destination_only(tmp_path: Path) -> None:
+    from eventrouter import cli
+
+    def tree(sink: dict[str, Any]) -> Path:
+        path = tmp_path / f"tree-{len(list(tmp_path.iterdir()))}.yaml"
+        path.write_text(
+            json.dumps(
+                {
+                    "backends": {
+                        "analytics": {
+                            "class": "celery",
+                            "options": {"broker": "memory://"},
+                            "backends": {"sink": sink, "other": {"class": "memory"}},
+                        }
+                    }
+                }
+            )
+        )
+        return path
+
+    out = tmp_path / "out.jsonl"
+    failing = eventrouter.load(
+        tree(
+            {
+                "class": "celery_backends.FileSink",
+                "options": {"path": str(out), "fail_always": True},
+            }
+        )
+    )
+    node: CeleryRouter = failing.get_backend("analytics")
+    node.dead_letter = DeadLetterFile(tmp_path / "worker-dead.jsonl")
+    events = [build_event("e", {"n": n}) for n in range(3)]
+    outcome = node.deliver(events)
+    node.give_up(events, outcome, attempts=6, first_failure=None)
+    failing.close()
+    assert {r["destination"] for r in records(tmp_path / "worker-dead.jsonl")} == {"analytics.sink"}
+    working = tree({"class": "celery_backends.FileSink", "options": {"path": str(out)}})
+    status = cli.main(
+        ["replay", str(working), str(tmp_path / "worker-dead.jsonl"), "--no-progress"]
+    )
+    assert status == 0
+    assert sorted(line["data"]["n"] for line in records(out)) == [0, 1, 2]
+
+
+def test_a_forked_child_delivers_its_own_events_and_not_its_parents(tmp_path: Path) -> None:
+    from conftest import run_in_fork
+
+    out = tmp_path / "out.jsonl"
+    from celery_backends import FileSink
+
+    node = CeleryRouter({"sink": FileSink(str(out))}, broker="memory://", flush_interval=0.05)
+    tracker = eventrouter.Tracker(backends={"c": node})
+    for n in range(10):
+        tracker.emit("parent", {"n": n})
+
+    def child() -> int:
+        for n in range(5):
+            tracker.emit("child", {"n": n})
+        tracker.close()
+        return 0
+
+    assert run_in_fork(child) == 0
+    tracker.close()
+    names = collections.Counter(line["name"] for line in records(out))
+    assert names == {"parent": 10, "child": 5}
