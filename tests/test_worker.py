@@ -396,7 +396,7 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_repeats_at_most_one_batch(
 ) -> None:
     out = tmp_path / "s.jsonl"
     node = celery_node(
-        amqp_url, f"{RUN}-kill", "kill.*", {"sink": sink(out, delay=0.02)}, batch_size=10
+        amqp_url, f"{RUN}-kill", "kill.*", {"sink": sink(out, delay=0.05)}, batch_size=10
     )
     config = write_config(tmp_path / "tree.yaml", {"kill": node}, tmp_path / "dead.jsonl")
     emit(config, ["kill.e"] * 400)

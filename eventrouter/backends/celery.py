@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,12 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 from eventrouter import _fork
 from eventrouter.backends.buffered import BufferedBackend
-from eventrouter.backends.routing import ProcessorFn, RoutingBackend, describe
+from eventrouter.backends.routing import RoutingBackend, describe
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.encoding import dumps, json_default
 from eventrouter.errors import DeliveryError, EventEmissionExit, MissingExtraError, OptionError
 from eventrouter.event import copy_event
-from eventrouter.typing import Backend, Event
+from eventrouter.typing import Backend, Event, Processor
 
 if TYPE_CHECKING:
     import os
@@ -286,7 +287,7 @@ class CeleryRouter(RoutingBackend):
     def __init__(
         self,
         backends: Mapping[str, Backend] | None = None,
-        processors: Iterable[ProcessorFn] | None = None,
+        processors: Iterable[Processor] | None = None,
         *,
         broker: str = MEMORY_BROKER,
         queue: str = "eventrouter",
@@ -574,12 +575,12 @@ class CeleryRouter(RoutingBackend):
             if not outcome.pending:
                 return
             first = first or _utc_now()
-            if retries >= self.retry_policy.max_retries or self._stopping.is_set():
+            if retries >= self.retry_policy.max_retries:
                 self.give_up(events, outcome, attempts=retries + 1, first_failure=first)
                 return
             self.note_retry(sum(len(v) for v in outcome.pending.values()))
             wait = self.retry_policy.countdown(retries, outcome.retry_after)
-            self._stopping.wait(wait)
+            self._stopping.wait(wait)  # closing: the retries left are made without waiting
             pending = outcome.pending
             retries += 1
 
@@ -614,11 +615,16 @@ class CeleryRouter(RoutingBackend):
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Publish what is queued within ``timeout`` (the rest is dead-lettered), then close
-        the broker connections and the backends."""
+        the broker connections and the backends in the time left.
+
+        With ``memory://``, a destination failing at this point gets the retries it has left
+        without the waits between them.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._stopping.set()
         try:
-            self._buffer.close(30.0 if timeout is None else timeout)
+            self._buffer.close(timeout)
         finally:
-            self._stopping.set()
             app = self._app.take()
             if app is not None:
                 try:
@@ -627,7 +633,8 @@ class CeleryRouter(RoutingBackend):
                     log.warning(
                         "closing the Celery app of %r failed: %s", self.path, type(exc).__name__
                     )
-            super().close()
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            super().close(left)
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
