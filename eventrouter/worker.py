@@ -184,7 +184,7 @@ def make_app(tree: WorkerTree) -> Any:
     from celery import Celery
 
     app = Celery("eventrouter", broker=tree.broker, set_as_current=True)
-    configure_app(app, next(iter(tree.nodes.values())))
+    configure_app(app, next(iter(tree.nodes.values())), publishing=False)
 
     @app.task(  # type: ignore[untyped-decorator]
         name=TASK_NAME,

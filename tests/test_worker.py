@@ -464,6 +464,31 @@ def test_with_the_broker_down_emit_does_not_wait_and_events_follow_when_it_retur
     assert not parked  # its retries outlast the outage here
 
 
+def test_a_worker_survives_a_broker_restart(tmp_path: Path) -> None:
+    port = _free_port()
+    broker = f"redis://127.0.0.1:{port}/0"
+    out, dead = tmp_path / "s.jsonl", tmp_path / "dead.jsonl"
+    node = celery_node(broker, f"{RUN}-restart", "restart.*", {"sink": sink(out)})
+    config = write_config(tmp_path / "tree.yaml", {"restart": node}, dead)
+    server = start_redis(port, tmp_path / "redis")
+    worker = Worker(config, tmp_path / "w")
+    try:
+        emit(config, ["restart.before"] * 20)
+        wait_until(lambda: len(lines(out)) >= 20, "the events sent before the restart", worker)
+        server.terminate()
+        server.wait(30)
+        server = start_redis(port, tmp_path / "redis")
+        emit(config, ["restart.after"] * 20)
+        wait_until(lambda: len(lines(out)) >= 40, "the events sent after the restart", worker)
+    finally:
+        worker.stop()
+        server.terminate()
+        server.wait(30)
+    names = collections.Counter(line["name"] for line in lines(out))
+    assert names == {"restart.before": 20, "restart.after": 20}
+    assert lines(dead) == []
+
+
 # -- in this process: lookup and the command line -----------------------------------------
 
 

@@ -65,7 +65,8 @@ MEMORY_BROKER = "memory://"
 """The broker URL that runs the subtree in the emitting process (no broker, no worker)."""
 
 _TYPE_KEY = "$eventrouter"
-_BOUNDED_CONNECT = {"max_retries": 0, "socket_connect_timeout": 5, "socket_timeout": 10}
+_PUBLISHING = {"max_retries": 0, "socket_connect_timeout": 5, "socket_timeout": 10}
+"""Transport options of publishers: one bounded attempt (the buffered node retries)."""
 
 # -- the message encoding -----------------------------------------------------------------
 
@@ -329,7 +330,7 @@ class CeleryRouter(RoutingBackend):
         self.batch_size = batch_size
         self.flush_interval = float(flush_interval)
         self.retry_policy = RetryPolicy.from_option(task_retry)
-        self.broker_options: dict[str, Any] = {**_BOUNDED_CONNECT, **(broker_options or {})}
+        self.broker_options: dict[str, Any] = dict(broker_options or {})
         self.in_process = broker == MEMORY_BROKER
         self._fingerprint: str | None = None
         self._stopping = threading.Event()
@@ -392,7 +393,7 @@ class CeleryRouter(RoutingBackend):
         from celery import Celery
 
         app = Celery("eventrouter", broker=self.broker, set_as_current=False)
-        configure_app(app, self)
+        configure_app(app, self, publishing=True)
         return app
 
     def publish(self, payload: str, count: int) -> None:
@@ -666,8 +667,13 @@ class _Publisher:
 # -- helpers shared with the worker ------------------------------------------------------------
 
 
-def configure_app(app: Any, node: CeleryRouter) -> None:
-    """Settings a publishing or working Celery app needs for ``node``'s broker."""
+def configure_app(app: Any, node: CeleryRouter, *, publishing: bool) -> None:
+    """Settings a publishing or a working Celery app needs for ``node``'s broker.
+
+    A publisher tries to connect once, within seconds (the buffered node retries); a worker
+    keeps Celery's own reconnecting, so it survives a broker restart.
+    """
+    transport = {**_PUBLISHING, **node.broker_options} if publishing else node.broker_options
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -675,8 +681,8 @@ def configure_app(app: Any, node: CeleryRouter) -> None:
         task_reject_on_worker_lost=True,
         task_default_queue=node.queue,
         worker_prefetch_multiplier=1,
-        broker_transport_options=dict(node.broker_options),
-        broker_connection_timeout=node.broker_options.get("socket_connect_timeout", 5),
+        broker_transport_options=dict(transport),
+        broker_connection_timeout=transport.get("socket_connect_timeout", 4),
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
     )
