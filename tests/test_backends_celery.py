@@ -273,6 +273,15 @@ def test_memory_broker_dead_letters_after_the_last_retry(tmp_path: Path) -> None
     stats = tracker.router.backends["analytics"].stats()
     assert stats["dead_lettered"] == 5
     assert stats["delivered"] == 0
+    assert stats["backends"] == {"sink": {"delivered": 0, "failed": 5}}
+
+
+def test_a_node_publishing_to_workers_does_not_claim_its_backends_delivered() -> None:
+    node = CeleryRouter({"m": MemoryBackend()}, broker="redis://127.0.0.1:1/0")
+    try:
+        assert node.stats()["backends"] == {"m": {"delivered": None, "failed": None}}
+    finally:
+        node.close(timeout=5)
 
 
 def test_processors_run_in_the_emitting_process_and_can_veto(tmp_path: Path) -> None:

@@ -340,6 +340,7 @@ class CeleryRouter(RoutingBackend):
         self._delivered = 0
         self._retried = 0
         self._dead_lettered = 0
+        self._by_destination: dict[str, list[int]] = {}
         if not self.in_process:
             _require_celery()
         # publishing runs on this node's thread, started by the first event (never on workers)
@@ -444,6 +445,7 @@ class CeleryRouter(RoutingBackend):
                 indexes = [i for i in pending[name] if 0 <= i < len(events)]
             else:
                 continue
+            before = outcome.delivered
             self._deliver_to(
                 name=name,
                 backend=_direct(backend),
@@ -453,6 +455,7 @@ class CeleryRouter(RoutingBackend):
                 attempt=attempt,
                 first_failure=first_failure,
             )
+            self._count(name, delivered=outcome.delivered - before)
         with self._lock:
             self._delivered += outcome.delivered
             self._dead_lettered += outcome.dead_lettered
@@ -497,6 +500,12 @@ class CeleryRouter(RoutingBackend):
             else:
                 outcome.delivered += 1
 
+    def _count(self, name: str, *, delivered: int = 0, dead_lettered: int = 0) -> None:
+        with self._lock:
+            counts = self._by_destination.setdefault(name, [0, 0])
+            counts[0] += delivered
+            counts[1] += dead_lettered
+
     def _note_retry(
         self, name: str, indexes: list[int], exc: BaseException, outcome: BatchOutcome
     ) -> None:
@@ -534,6 +543,7 @@ class CeleryRouter(RoutingBackend):
         attempts: int,
         first_failure: str | None,
     ) -> None:
+        self._count(name, dead_lettered=len(events))
         destination = f"{self.path}.{name}" if self.path else name
         reason = error if isinstance(error, str) else type(error).__name__
         ids = ", ".join(repr(e.get("id")) for e in events[:3]) + (" ..." if len(events) > 3 else "")
@@ -591,7 +601,9 @@ class CeleryRouter(RoutingBackend):
         """Counters: ``received``, ``vetoed``, ``processor_errors``; ``published`` events and
         ``tasks``; ``failed`` (events never published, dead-lettered by the buffered node);
         ``delivered``/``retried``/``dead_lettered`` for batches delivered in this process
-        (on a worker, or with ``memory://``); ``buffer``: the buffered node's own counters."""
+        (on a worker, or with ``memory://``); ``backends``: per backend, ``delivered`` and
+        ``failed`` (dead-lettered) with ``memory://``, ``None`` when they run on workers;
+        ``buffer``: the buffered node's own counters."""
         with self._lock:
             out: dict[str, Any] = {
                 "received": self._received,
@@ -603,6 +615,14 @@ class CeleryRouter(RoutingBackend):
                 "retried": self._retried,
                 "dead_lettered": self._dead_lettered,
             }
+            by_destination = {name: list(c) for name, c in self._by_destination.items()}
+        # per backend, as a router reports them; on a publisher they run elsewhere: unknown
+        out["backends"] = {
+            name: {"delivered": None, "failed": None}
+            if not self.in_process
+            else dict(zip(("delivered", "failed"), by_destination.get(name, [0, 0]), strict=True))
+            for name in self.backends
+        }
         buffer_stats: Mapping[str, Any] = self._buffer.stats()
         out["buffer"] = dict(buffer_stats)
         failed = buffer_stats.get("failed", 0)
