@@ -39,8 +39,7 @@ from eventrouter.backends.buffered import BufferedBackend
 from eventrouter.backends.routing import RoutingBackend, describe
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.encoding import dumps, json_default
-from eventrouter.errors import DeliveryError, EventEmissionExit, MissingExtraError, OptionError
-from eventrouter.event import copy_event
+from eventrouter.errors import DeliveryError, MissingExtraError, OptionError
 from eventrouter.typing import Backend, Event, Processor
 
 if TYPE_CHECKING:
@@ -334,6 +333,7 @@ class CeleryRouter(RoutingBackend):
         self.in_process = broker == MEMORY_BROKER
         self._fingerprint: str | None = None
         self._stopping = threading.Event()
+        self._counts = threading.Lock()
         self._app: _fork.PerProcess[Any] = _fork.PerProcess(self._make_app)
         self._published = 0
         self._tasks = 0
@@ -373,21 +373,9 @@ class CeleryRouter(RoutingBackend):
 
     # -- the emitting side --------------------------------------------------------------------
 
-    def send(self, event: Event) -> None:
-        """Copy and process ``event``, then queue it for publishing; returns at once."""
-        with self._lock:
-            self._received += 1
-        event = copy_event(event)
-        try:
-            event = self.process_event(event)
-        except EventEmissionExit:
-            with self._lock:
-                self._vetoed += 1
-            return
-        self._buffer.send(event)
-
     def send_to_backends(self, event: Event) -> None:
-        """Queue an already processed ``event`` for the workers."""
+        """Queue a processed ``event`` for publishing, returning at once (``send`` copies and
+        processes each event, as every router does, then calls this)."""
         self._buffer.send(event)
 
     def _make_app(self) -> Any:
@@ -420,7 +408,7 @@ class CeleryRouter(RoutingBackend):
                 f"celery node {self.path!r} could not publish to its broker: "
                 f"{type(exc).__name__}; retrying"
             ) from exc
-        with self._lock:
+        with self._counts:
             self._tasks += 1
             self._published += count
 
@@ -456,7 +444,7 @@ class CeleryRouter(RoutingBackend):
                 first_failure=first_failure,
             )
             self._count(name, delivered=outcome.delivered - before)
-        with self._lock:
+        with self._counts:
             self._delivered += outcome.delivered
             self._dead_lettered += outcome.dead_lettered
         return outcome
@@ -501,7 +489,7 @@ class CeleryRouter(RoutingBackend):
                 outcome.delivered += 1
 
     def _count(self, name: str, *, delivered: int = 0, dead_lettered: int = 0) -> None:
-        with self._lock:
+        with self._counts:
             counts = self._by_destination.setdefault(name, [0, 0])
             counts[0] += delivered
             counts[1] += dead_lettered
@@ -531,7 +519,7 @@ class CeleryRouter(RoutingBackend):
                 failed, name, outcome.errors.get(name, "DeliveryError"), attempts, first_failure
             )
             total += len(failed)
-        with self._lock:
+        with self._counts:
             self._dead_lettered += total
         return total
 
@@ -572,7 +560,7 @@ class CeleryRouter(RoutingBackend):
 
     def note_retry(self, count: int) -> None:
         """Count ``count`` events scheduled to be delivered again."""
-        with self._lock:
+        with self._counts:
             self._retried += count
 
     def run_in_process(self, payload: str) -> None:
@@ -604,11 +592,12 @@ class CeleryRouter(RoutingBackend):
         (on a worker, or with ``memory://``); ``backends``: per backend, ``delivered`` and
         ``failed`` (dead-lettered) with ``memory://``, ``None`` when they run on workers;
         ``buffer``: the buffered node's own counters."""
-        with self._lock:
-            out: dict[str, Any] = {
-                "received": self._received,
-                "vetoed": self._vetoed,
-                "processor_errors": self._processor_errors,
+        routed = super().stats()
+        out: dict[str, Any] = {
+            key: routed[key] for key in ("received", "vetoed", "processor_errors") if key in routed
+        }
+        with self._counts:
+            out |= {
                 "published": self._published,
                 "tasks": self._tasks,
                 "delivered": self._delivered,
@@ -658,7 +647,12 @@ class CeleryRouter(RoutingBackend):
             super().close(left)
 
     def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()
+        renew = getattr(super(), "_after_fork_in_child", None)
+        if callable(renew):
+            renew()
+        else:
+            self._lock = threading.Lock()
+        self._counts = threading.Lock()
         self._stopping = threading.Event()
 
     def __repr__(self) -> str:
