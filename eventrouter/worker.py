@@ -237,6 +237,27 @@ def run_task(
         return
     count = sum(len(indexes) for indexes in outcome.pending.values())
     countdown = policy.countdown(retries, outcome.retry_after)
+    from celery.exceptions import Reject
+
+    try:
+        retry = task.retry(
+            args=[path, fingerprint, payload],
+            kwargs={"pending": outcome.pending, "first_failure": first},
+            countdown=countdown,
+            max_retries=policy.max_retries,
+            throw=False,
+        )
+    except Reject as exc:  # the retry could not be published: Celery would drop the task
+        log.error(
+            "%s: could not schedule retry %d (%s from the broker): dead-lettering %d event "
+            "delivery(ies) instead",
+            path,
+            retries + 1,
+            type(exc.reason).__name__,
+            count,
+        )
+        node.give_up(events, outcome, attempts=retries + 1, first_failure=first)
+        return
     node.note_retry(count)
     log.warning(
         "%s: %d event delivery(ies) failed (%s); retry %d of %d in %.1f s",
@@ -247,12 +268,7 @@ def run_task(
         policy.max_retries,
         countdown,
     )
-    raise task.retry(
-        args=[path, fingerprint, payload],
-        kwargs={"pending": outcome.pending, "first_failure": first},
-        countdown=countdown,
-        max_retries=policy.max_retries,
-    )
+    raise retry
 
 
 def banner(tree: WorkerTree, config: str) -> str:

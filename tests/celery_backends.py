@@ -6,6 +6,7 @@ deliveries at the sink whatever process (a worker child, a restarted worker) del
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ class FileSink:
             with a retryable error, then succeed.
         fail_always: every call fails, retryably.
         poison: events whose ``data`` has ``poison: true`` fail permanently.
+        stop_redis: a Redis URL whose server this sink shuts down before it fails (the broker
+            gone at the moment a worker schedules a retry).
     """
 
     def __init__(
@@ -35,12 +38,14 @@ class FileSink:
         fail_first: int = 0,
         fail_always: bool = False,
         poison: bool = False,
+        stop_redis: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.delay = delay
         self.fail_first = fail_first
         self.fail_always = fail_always
         self.poison = poison
+        self.stop_redis = stop_redis
 
     def _call_number(self) -> int:
         calls = Path(f"{self.path}.calls")
@@ -55,6 +60,11 @@ class FileSink:
         self.send_batch([event])
 
     def send_batch(self, events: Sequence[dict[str, Any]]) -> None:
+        if self.stop_redis:
+            import redis
+
+            with contextlib.suppress(redis.ConnectionError):
+                redis.Redis.from_url(self.stop_redis).shutdown(nosave=True)
         if self.fail_always or (self.fail_first and self._call_number() <= self.fail_first):
             raise DeliveryError("the test sink is failing on purpose")
         if self.poison and any(e.get("data", {}).get("poison") for e in events):

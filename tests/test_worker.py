@@ -489,6 +489,27 @@ def test_a_worker_survives_a_broker_restart(tmp_path: Path) -> None:
     assert lines(dead) == []
 
 
+def test_a_retry_the_broker_cannot_take_is_dead_lettered_not_dropped(tmp_path: Path) -> None:
+    port = _free_port()
+    broker = f"redis://127.0.0.1:{port}/0"
+    dead = tmp_path / "dead.jsonl"
+    failing = sink(tmp_path / "s.jsonl", fail_always=True, stop_redis=broker)
+    node = celery_node(broker, f"{RUN}-noretry", "noretry.*", {"sink": failing})
+    config = write_config(tmp_path / "tree.yaml", {"noretry": node}, dead)
+    server = start_redis(port, tmp_path / "redis")
+    worker = Worker(config, tmp_path / "w")
+    try:
+        emit(config, ["noretry.e"] * 5)
+        wait_until(lambda: len(lines(dead)) >= 5, "5 dead letters", worker)
+        wait_until(lambda: "could not schedule retry 1" in worker.err.read_text(), "the log")
+    finally:
+        worker.stop()
+        server.wait(30)
+    records = lines(dead)
+    assert sorted(r["event"]["data"]["n"] for r in records) == list(range(5))
+    assert {r["destination"] for r in records} == {"noretry.sink"}
+
+
 # -- in this process: lookup and the command line -----------------------------------------
 
 
