@@ -1,4 +1,4 @@
-"""The ``eventrouter`` command: ``validate``, ``tree``, ``route`` and ``replay``.
+"""The ``eventrouter`` command: ``validate``, ``tree``, ``route``, ``replay`` and ``worker``.
 
 Exit status: 0 when everything went well; 1 when ``route`` skipped malformed lines or a
 backend failed to deliver, or ``replay`` could not deliver everything; 2 for an invalid
@@ -177,6 +177,36 @@ def _parser() -> argparse.ArgumentParser:
         "--no-progress", action="store_true", help="do not show a progress bar on a terminal"
     )
     replay.set_defaults(run=_replay)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a Celery worker for the tree's celery nodes",
+        description="Build the tree from CONFIG and run a Celery worker that delivers, per "
+        "task, the subtree of the celery node the task names. Prints the subtrees served; "
+        "runs until stopped (SIGTERM: warm shutdown).",
+    )
+    worker.add_argument("config", metavar="CONFIG", help="the YAML routing configuration")
+    worker.add_argument(
+        "--queue",
+        "-Q",
+        action="append",
+        default=[],
+        metavar="Q",
+        help="serve only the celery nodes on this queue (repeatable; default: all)",
+    )
+    worker.add_argument(
+        "--concurrency", "-c", type=int, metavar="N", help="worker processes (default: CPUs)"
+    )
+    worker.add_argument(
+        "--loglevel", "-l", default="INFO", metavar="L", help="Celery's log level (INFO)"
+    )
+    worker.add_argument(
+        "--dead-letter",
+        metavar="FILE",
+        help="where refused and undeliverable events go (default: the configuration's "
+        "dead_letter, else eventrouter-worker.deadletter.jsonl)",
+    )
+    worker.set_defaults(run=_worker)
     return parser
 
 
@@ -233,10 +263,25 @@ def _label(node: ConfigNode, *, show_options: bool = True) -> Text:
             text.append(value)
     if node.buffered is not None:
         text.append("  (buffered)", style="green")
+    mark = _celery_mark(node)
+    if mark:
+        text.append(mark, style="bold green")
     if not node.enabled:
         text.append("  [disabled]", style="bold yellow")
         text.stylize("dim")
     return text
+
+
+def _celery_mark(node: ConfigNode) -> str:
+    """``[celery workers, queue Q]`` for a celery node (its backends run on workers)."""
+    from eventrouter.backends.celery import MEMORY_BROKER, CeleryRouter
+
+    target = node.target
+    if not (isinstance(target, type) and issubclass(target, CeleryRouter)):
+        return ""
+    if node.options.get("broker", MEMORY_BROKER) == MEMORY_BROKER:
+        return "  [celery, in this process: memory://]"
+    return f"  [celery workers, queue {node.options.get('queue', 'eventrouter')}]"
 
 
 def _add_children(
@@ -260,6 +305,22 @@ def _tree(args: argparse.Namespace) -> int:
     console.print(root)
     console.print(config.summary())
     return EXIT_OK
+
+
+# -- worker -------------------------------------------------------------------------------
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from eventrouter import worker
+
+    queues = [q for value in args.queue for q in value.split(",") if q]
+    return worker.run(
+        args.config,
+        queues=queues,
+        concurrency=args.concurrency,
+        loglevel=args.loglevel,
+        dead_letter=args.dead_letter,
+    )
 
 
 # -- route --------------------------------------------------------------------------------

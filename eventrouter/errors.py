@@ -18,6 +18,7 @@ __all__ = [
     "OptionError",
     "OptionTypeError",
     "PartialDeliveryError",
+    "SubtreeMismatchError",
     "TrackerNotRegisteredError",
     "is_veto",
 ]
@@ -248,3 +249,43 @@ class PartialDeliveryError(DeliveryError):
     ) -> None:
         super().__init__(message, retryable=retryable, retry_after=retry_after)
         self.failed: tuple[int, ...] = tuple(sorted(failed))
+
+
+class SubtreeMismatchError(EventRouterError):
+    """A Celery worker refused a task: its tree has no celery node at the task's path, or the
+    subtree there differs from the one the task was published for (another configuration).
+
+    The worker writes the task's events to its dead-letter file; deploy the same configuration
+    to the emitting processes and the workers, then send them on with ``eventrouter replay``.
+
+    Attributes:
+        path: the dotted path the task names.
+        fingerprint: the fingerprint the task carries.
+        found: the fingerprint of the worker's node at that path, or ``None`` when it has none.
+        served: the paths the worker serves.
+    """
+
+    def __init__(
+        self, path: str, fingerprint: str, found: str | None, served: Sequence[str] = ()
+    ) -> None:
+        if found is None:
+            listed = ", ".join(served) or "none"
+            what = f"this worker has no celery node at {path!r} (it serves: {listed})"
+        else:
+            what = (
+                f"the subtree at {path!r} differs: the task has fingerprint {fingerprint}, "
+                f"this worker's configuration {found}"
+            )
+        super().__init__(
+            f"refused a task for {path!r} (fingerprint {fingerprint}): {what}; run the same "
+            "configuration in the emitting processes and the workers, then `eventrouter "
+            "replay` the worker's dead letter"
+        )
+        self.path = path
+        self.fingerprint = fingerprint
+        self.found = found
+        self.served = tuple(served)
+
+    def __reduce__(self) -> tuple[type[SubtreeMismatchError], tuple[object, ...]]:
+        # Celery pickles a task's exception; keep its class, not just its message
+        return (type(self), (self.path, self.fingerprint, self.found, self.served))

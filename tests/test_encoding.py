@@ -290,6 +290,8 @@ TABLE: list[Any] = [
     {"small": 1e-7, "big": 1e16, "huge": 1.5e300, "tiny": 5e-324, "neg": -0.0, "third": 1 / 3},
     [1e-5, 2.5e-9],
     1e-7,
+    1e-05,  # orjson writes it out in full: 0.00001
+    -3.5e-06,
     {"nan": float("nan"), "inf": float("inf"), "none": None},
     {"text": 'é ✓ 😀 \x7f \x00 \x1f \t \n " \\ / \u2028', "lone": "\ud800"},
     {"int64": 2**63 - 1, "big": 2**64, "bigger": -(2**70)},

@@ -103,11 +103,15 @@ class _Builder:
         if self.dead_letter is not None and accepts(node.target, "dead_letter"):
             kwargs.setdefault("dead_letter", self.dead_letter)
         try:
-            return node.target(**kwargs)
+            built = node.target(**kwargs)
         except Exception as exc:
             message, path, line = refusal(node, exc)
             self.issues.append(ConfigIssue(message, path, self.file, line))
             return None
+        bind_config = getattr(built, "bind_config", None)
+        if callable(bind_config):  # a node that needs its configuration (a celery node)
+            bind_config(node)
+        return built
 
     def checked(self, node: ConfigNode, built: Any) -> Any:
         """``built`` if it is what the node's kind needs, else ``None`` (reported)."""
