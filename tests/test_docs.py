@@ -34,7 +34,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
-FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S)
+FENCE = re.compile(
+    r"^(?P<indent>[ \t]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S
+)
 NEEDS = re.compile(r"<!-- docs-test: needs ([\w ]+) -->")
 ILLUSTRATION = "<!-- illustration -->"
 RUN = {"python", "yaml", "console"}
@@ -66,7 +68,8 @@ def blocks(page: Path) -> list[Block]:
         info = match.group("info").strip()
         language = info.split()[0] if info else ""
         before = text[: match.start()].rstrip().splitlines()
-        marked = 'title="illustration"' in info or bool(before and before[-1].strip() == ILLUSTRATION)
+        after_comment = bool(before) and before[-1].strip() == ILLUSTRATION
+        marked = 'title="illustration"' in info or after_comment
         indent = match.group("indent")
         code = "".join(
             line[len(indent) :] if line.startswith(indent) else line
