@@ -28,8 +28,8 @@ demo: $(CORE)
 	@echo "The command is .venv/bin/eventrouter (or run '. .venv/bin/activate' first)."
 
 lint: $(STAMP)
-	$(BIN)/ruff check eventrouter tests benchmarks scripts examples
-	$(BIN)/ruff format --check eventrouter tests benchmarks scripts examples
+	$(BIN)/ruff check eventrouter tests benchmarks scripts examples docs
+	$(BIN)/ruff format --check eventrouter tests benchmarks scripts examples docs
 	$(BIN)/mypy
 
 test: lint
