@@ -7,9 +7,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint docs dist bench clean
 
+# The venv's own pip (Python 3.11+ ships one new enough for editable installs): upgrading it
+# would cost the demo a download.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # The demo needs only the core; tests, lint and the docs need every extra.
 $(CORE): $(BIN)/python pyproject.toml
