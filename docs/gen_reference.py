@@ -13,6 +13,7 @@ the ``<!-- generated: NAME -->`` marker of a page); ``python docs/gen_reference.
 from __future__ import annotations
 
 import argparse
+import html
 import inspect
 import re
 import sys
@@ -58,8 +59,21 @@ def _summary(doc: str) -> str:
 def _rst_to_md(text: str) -> str:
     """Turn the docstrings' reST roles and double backquotes into Markdown code spans."""
     text = re.sub(r":\w+:`~?([^`]+)`", lambda m: f"`{m.group(1).split('.')[-1]}`", text)
-    text = text.replace("``", "`")
-    return text.replace("|", "\\|")
+    return text.replace("``", "`")
+
+
+def code(text: str) -> str:
+    """``text`` as an HTML code span that a Markdown table cell keeps whole (``|`` included)."""
+    return "<code>" + html.escape(text, quote=False).replace("|", "&#124;") + "</code>"
+
+
+def _cell(text: str) -> str:
+    """Markdown text for a table cell: its code spans in HTML, so ``|`` cannot split it."""
+    parts = re.split(r"`([^`]*)`", text)
+    return "".join(
+        code(part) if n % 2 else html.escape(part, quote=False).replace("|", "&#124;")
+        for n, part in enumerate(parts)
+    )
 
 
 def _type_of(parameter: inspect.Parameter) -> str:
@@ -67,13 +81,13 @@ def _type_of(parameter: inspect.Parameter) -> str:
     if annotation is inspect.Parameter.empty:
         return ""
     text = annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
-    return f"`{text}`".replace("|", "\\|")
+    return code(text)
 
 
 def _default_of(parameter: inspect.Parameter) -> str:
     if parameter.default is inspect.Parameter.empty:
         return "**required**"
-    return f"`{parameter.default!r}`".replace("|", "\\|")
+    return code(repr(parameter.default))
 
 
 def _options_table(target: Any) -> list[str]:
@@ -92,7 +106,7 @@ def _options_table(target: Any) -> list[str]:
             continue
         if parameter.kind is inspect.Parameter.VAR_POSITIONAL or name in ("self",):
             continue
-        meaning = _rst_to_md(meanings.get(name, ""))
+        meaning = _cell(_rst_to_md(meanings.get(name, "")))
         rows.append(f"| `{name}` | {_type_of(parameter)} | {_default_of(parameter)} | {meaning} |")
     if len(rows) == 2:
         rows = ["It takes no options."]
