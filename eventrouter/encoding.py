@@ -330,8 +330,31 @@ if orjson is not None:
 # non-ASCII characters as they are: lines with such spellings are redone or escaped so that
 # the output is byte for byte what the standard library writes.
 # Floats orjson spells unlike ``repr``: a one-digit negative exponent (``1e-7`` for
-# ``1e-07``), and numbers under 1e-4 written out in full (``0.00001`` for ``1e-05``).
-_UNLIKE_REPR = re.compile(rb"e-\d(?:[,\]}]|$)|(?<![0-9.])0\.0000")
+# ``1e-07``), and numbers under 1e-4 written out in full (``0.00001`` for ``1e-05``). Each
+# check runs only where a plain substring search finds its trigger: most lines have neither.
+_WRITTEN_OUT = re.compile(rb"(?<![0-9.])0\.0000")
+_DIGITS = frozenset(b"0123456789")
+_AFTER_NUMBER = frozenset(b",]}")
+
+
+def _short_exponent(raw: bytes) -> bool:
+    """Whether ``raw`` holds a number like ``1e-7`` (digit, ``e-``, one digit, the end)."""
+    end = len(raw)
+    at = raw.find(b"e-")
+    while at >= 0:
+        after = at + 3
+        if (
+            at > 0
+            and raw[at - 1] in _DIGITS
+            and after <= end
+            and raw[at + 2] in _DIGITS
+            and (after == end or raw[after] in _AFTER_NUMBER)
+        ):
+            return True
+        at = raw.find(b"e-", at + 2)
+    return False
+
+
 _NOT_ASCII = re.compile("[^\x00-\x7e]")
 
 
@@ -351,7 +374,11 @@ def finish_orjson(raw: bytes, value: Any) -> str:
         value: the value it encoded (re-encoded by :func:`dumps` when orjson's spelling
             cannot be fixed in place: a ``null`` that may have been a NaN, a short exponent).
     """
-    if b"null" in raw or _UNLIKE_REPR.search(raw) is not None:
+    if (
+        b"null" in raw
+        or _short_exponent(raw)
+        or (b"0.0000" in raw and _WRITTEN_OUT.search(raw) is not None)
+    ):
         return dumps(value)
     if raw.isascii() and b"\x7f" not in raw:  # json escapes DEL too
         return raw.decode("ascii")
