@@ -399,12 +399,12 @@ class SegmentBackend:
             gzip = module.get("gzip") is True
         timeout = self.timeout
         if timeout is None:
-            value = module.get("timeout")
-            timeout = float(value) if _valid_timeout(value) else DEFAULT_TIMEOUT
+            module_timeout: Any = module.get("timeout")
+            timeout = float(module_timeout) if _valid_timeout(module_timeout) else DEFAULT_TIMEOUT
         proxies = self.proxies
         if proxies is None:
-            value = module.get("proxies")
-            proxies = dict(value) if value and _valid_proxies(value) else None
+            module_proxies: Any = module.get("proxies")
+            proxies = dict(module_proxies) if _valid_proxies(module_proxies) else None
         return {"send": send, "gzip": gzip, "timeout": timeout, "proxies": proxies}
 
     # -- delivery ---------------------------------------------------------------------------
