@@ -246,13 +246,46 @@ def test_a_failing_user_lookup_never_breaks_the_request(
     memory: MemoryBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = Client()
-    for _ in range(2):
-        assert client.get("/hello/", headers={"X-Test-User": "broken"}).status_code == 200
-    assert [e["context"] for e in memory.events if e["name"] == "hello"] == [{}, {}]
+    for n in range(2):
+        headers = {"X-Test-User": "broken", "X-Request-ID": f"kept-{n}"}
+        assert client.get("/hello/", headers=headers).status_code == 200
+    kept = [
+        (c["user_id"], c["username"], c["path"], c["ip"], c["request_id"], c["route"])
+        for c in contexts(memory, "hello")
+    ]
+    assert kept == [
+        (None, None, "/hello/", "127.0.0.1", "kept-0", "hello/"),
+        (None, None, "/hello/", "127.0.0.1", "kept-1", "hello/"),
+    ]
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1
     assert "RuntimeError" in warnings[0].getMessage()
     assert "alice" not in caplog.text
+
+
+@run_async
+async def test_a_failing_user_in_an_async_view_keeps_the_rest_of_the_context(
+    memory: MemoryBackend,
+) -> None:
+    response = await AsyncClient().get(
+        "/ahello/", headers={"X-Test-User": "broken", "X-Request-ID": "async-kept"}
+    )
+    assert response.status_code == 200
+    (context,) = contexts(memory, "ahello")
+    assert (context["user_id"], context["username"]) == (None, None)
+    assert (context["path"], context["request_id"]) == ("/ahello/", "async-kept")
+
+
+def test_host_is_the_one_django_validated_against_allowed_hosts(memory: MemoryBackend) -> None:
+    with override_settings(ALLOWED_HOSTS=["good.example"], USE_X_FORWARDED_HOST=True):
+        client = Client()
+        client.get("/hello/", headers={"Host": "good.example"})
+        client.get("/hello/", headers={"Host": "evil.example"})
+        client.get("/hello/", headers={"Host": "good.example", "X-Forwarded-Host": "evil.example"})
+        client.get("/hello/", headers={"Host": "evil.example", "X-Forwarded-Host": "good.example"})
+    hosts = [c["host"] for c in contexts(memory, "hello")]
+    assert hosts == ["good.example", None, None, "good.example"]
+    assert [c["path"] for c in contexts(memory, "hello")] == ["/hello/"] * 4
 
 
 def test_requests_go_on_without_a_registered_tracker(caplog: pytest.LogCaptureFixture) -> None:
