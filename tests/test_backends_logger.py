@@ -635,6 +635,40 @@ def test_event_tracking_lines_match_event_tracking_itself(
     assert log_path.read_text(encoding="utf-8") == stream.getvalue()
 
 
+@pytest.mark.parametrize("limit", [300, 1024])
+def test_event_tracking_lines_keep_and_drop_the_events_event_tracking_kept_and_dropped(
+    captured_logger: tuple[logging.Logger, io.StringIO], log_path: Path, limit: int
+) -> None:
+    et_logger = pytest.importorskip("eventtracking.backends.logger")
+    logger, stream = captured_logger
+    theirs = et_logger.LoggerBackend(name=logger.name, max_event_size=limit)
+    ours = LoggerBackend(
+        path=log_path, max_event_size=limit, oversize="drop", line_format="event-tracking"
+    )
+    sent = [event(text="x" * n) for n in range(limit - 260, limit)]
+    for one in sent:
+        theirs.send({key: value for key, value in one.items() if key != "id"})
+        ours.send(one)
+    ours.close()
+    kept_theirs = [json.loads(line)["data"]["text"] for line in stream.getvalue().splitlines()]
+    kept_ours = [line["data"]["text"] for line in lines(log_path)]
+    assert kept_ours == kept_theirs
+    assert 0 < len(kept_ours) < len(sent)  # the boundary lies inside the range sent
+    assert ours.stats()["dropped"] == len(sent) - len(kept_ours)
+
+
+def test_event_tracking_lines_truncate_to_the_limit_without_counting_the_id(
+    log_path: Path,
+) -> None:
+    backend = LoggerBackend(path=log_path, max_event_size=300, line_format="event-tracking")
+    backend.send(event(text="y" * 1000))
+    backend.close()
+    (line,) = log_path.read_text(encoding="utf-8").splitlines()
+    without_id, _, _ = line.rpartition(', "id": ')
+    assert len(without_id) + 1 in range(290, 301)
+    assert json.loads(line)["truncated"]["max_event_size"] == 300
+
+
 def test_bad_oversize_and_line_format_are_refused(log_path: Path) -> None:
     with pytest.raises(ValueError, match="oversize"):
         LoggerBackend(path=log_path, oversize="cut")  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import email.utils
+import http.server
 import logging
 import subprocess
 import sys
@@ -69,8 +70,9 @@ def make_backend(segment_ingest: SegmentIngest) -> Iterator[Factory]:
 @pytest.fixture
 def analytics_settings(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
     """segment.analytics' module settings, restored after the test."""
-    for name in ("write_key", "host", "debug", "on_error"):
+    for name in ("write_key", "host", "debug", "on_error", "send", "gzip", "timeout"):
         monkeypatch.setattr(segment.analytics, name, getattr(segment.analytics, name))
+    monkeypatch.setattr(segment.analytics, "proxies", None, raising=False)
     monkeypatch.delitem(sys.modules, "analytics", raising=False)
     return types.SimpleNamespace(module=segment.analytics)
 
@@ -455,6 +457,100 @@ def test_without_any_write_key_sending_fails_until_one_is_set(
     assert segment_ingest.requests[0]["headers"]["Authorization"] == basic_auth("set-later")
 
 
+def test_analytics_send_false_builds_but_posts_nothing_as_event_tracking_did(
+    analytics_settings: types.SimpleNamespace, segment_ingest: SegmentIngest
+) -> None:
+    analytics_settings.module.write_key = "k"
+    analytics_settings.module.host = segment_ingest.url
+    analytics_settings.module.send = False
+    backend = SegmentBackend()
+    backend.send_batch([event(), event(), event("anonymous.one", session="s")])
+    assert segment_ingest.requests == []
+    assert backend.stats() == {"skipped": 3, "sent": 0, "rejected": 0, "failed": 0}
+
+
+def test_the_send_option_wins_over_analytics_send(
+    analytics_settings: types.SimpleNamespace, segment_ingest: SegmentIngest
+) -> None:
+    analytics_settings.module.write_key = "k"
+    analytics_settings.module.send = False
+    SegmentBackend(host=segment_ingest.url, send=True).send(event())
+    assert len(segment_ingest.messages) == 1
+    analytics_settings.module.send = True
+    SegmentBackend(host=segment_ingest.url, send=False).send(event())
+    assert len(segment_ingest.messages) == 1
+
+
+def test_gzip_and_timeout_follow_the_analytics_module(
+    analytics_settings: types.SimpleNamespace, segment_ingest: SegmentIngest
+) -> None:
+    analytics_settings.module.write_key = "k"
+    analytics_settings.module.host = segment_ingest.url
+    analytics_settings.module.gzip = True
+    analytics_settings.module.timeout = 0.2
+    backend = SegmentBackend()
+    backend.send(event())
+    assert segment_ingest.requests[0]["headers"]["Content-Encoding"] == "gzip"
+    assert backend._resolve().timeout == 0.2  # what the hanging post below waits for
+    segment_ingest.hold()
+    try:
+        with pytest.raises(DeliveryError, match="ReadTimeout"):
+            backend.send(event())
+    finally:
+        segment_ingest.release()
+    plain = SegmentBackend(gzip=False)
+    plain.send(event())
+    assert "Content-Encoding" not in segment_ingest.requests[-1]["headers"]
+
+
+class _Proxy:
+    """An HTTP forward proxy that answers every request itself, recording its target."""
+
+    def __init__(self) -> None:
+        self.targets: list[str] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                proxy.targets.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("where", ["option", "module"])
+def test_posts_go_through_the_proxies_given(
+    where: str, analytics_settings: types.SimpleNamespace
+) -> None:
+    proxy = _Proxy()
+    try:
+        analytics_settings.module.write_key = "k"
+        proxies = {"http": proxy.url}
+        if where == "module":
+            analytics_settings.module.proxies = proxies
+            backend = SegmentBackend(host="http://segment.test")
+        else:
+            backend = SegmentBackend(host="http://segment.test", proxies=proxies)
+        backend.send(event())
+        backend.close()
+    finally:
+        proxy.close()
+    assert proxy.targets == ["http://segment.test/v1/batch"]
+
+
 # -- no background machinery --------------------------------------------------------------
 
 
@@ -477,7 +573,14 @@ def test_close_closes_the_session_and_a_later_send_opens_a_new_one(
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("write_key", ""), ("host", ""), ("timeout", 0), ("timeout", True), ("on_error", "x")],
+    [
+        ("write_key", ""),
+        ("host", ""),
+        ("timeout", 0),
+        ("timeout", True),
+        ("on_error", "x"),
+        ("proxies", "http://proxy:3128"),
+    ],
 )
 def test_bad_options_are_refused_naming_the_option(option: str, value: Any) -> None:
     with pytest.raises(OptionError) as raised:

@@ -12,13 +12,18 @@ from typing import Any
 import pytest
 from integ_support import registered_memory, run_async
 from starlette.applications import Starlette
-from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    BaseUser,
+    SimpleUser,
+)
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
@@ -230,10 +235,12 @@ async def test_a_failing_user_never_breaks_the_request(
     async def record(message: Any) -> None:
         sent.append(message)
 
-    scope = {**http_scope("/x", {}), "user": BrokenUser()}
+    scope = {**http_scope("/x", {"X-Request-ID": "kept"}), "user": BrokenUser()}
     await TrackingContextMiddleware(app)(scope, None, record)  # type: ignore[arg-type]
     assert sent[0]["status"] == 204
-    assert memory.events[0]["context"] == {}
+    context = memory.events[0]["context"]
+    assert (context["user_id"], context["username"]) == (None, None)
+    assert (context["path"], context["ip"], context["request_id"]) == ("/x", "192.0.2.1", "kept")
     assert "RuntimeError" in caplog.text
     assert "alice" not in caplog.text
 
@@ -336,3 +343,102 @@ async def test_hostile_headers_are_bounded(memory: MemoryBackend) -> None:
     assert len(context["request_id"]) == 32  # refused, generated
     assert context["ip"] == "1.1.1.1"
     assert len(context["session"]) == 32
+
+
+# -- what routing and authentication inside the wrapped app add -----------------------------
+
+
+def routed_app(**options: Any) -> Starlette:
+    """Routing (and, with ``inner_auth``, authentication) inside the middleware, as Starlette
+    runs its own router: ``scope["route"]`` and ``path_params`` appear after it entered."""
+    inner_auth = options.pop("inner_auth", False)
+    middleware = [Middleware(TrackingContextMiddleware, **options)]
+    if inner_auth:
+        middleware.append(Middleware(AuthenticationMiddleware, backend=HeaderAuth()))
+    return Starlette(
+        routes=[
+            Route("/hello/{n}", hello),
+            Mount("/courses/{course}", routes=[Route("/units/{n}", hello)]),
+        ],
+        middleware=middleware,
+    )
+
+
+def test_events_in_an_endpoint_carry_the_route_starlette_matched(memory: MemoryBackend) -> None:
+    with TestClient(routed_app()) as client:
+        assert client.get("/hello/3").json()["route"] == "/hello/{n}"
+        client.get("/courses/c1/units/4")
+    assert [c["route"] for c in contexts(memory, "hello")] == [
+        "/hello/{n}",
+        "/courses/c1/units/{n}",
+    ]
+    assert [c["route"] for c in contexts(memory, "hello.again")] == [
+        "/hello/{n}",
+        "/courses/c1/units/{n}",
+    ]
+
+
+def test_the_context_hook_sees_the_path_params_of_the_matched_route(memory: MemoryBackend) -> None:
+    def hook(scope: dict[str, Any]) -> dict[str, Any]:
+        params = scope.get("path_params", {})
+        return {"course_id": params.get("course"), "unit": params.get("n")}
+
+    with TestClient(routed_app(context_hook=hook)) as client:
+        client.get("/courses/c1/units/4")
+        client.get("/hello/9")
+    assert [(c["course_id"], c["unit"]) for c in contexts(memory, "hello")] == [
+        ("c1", "4"),
+        (None, "9"),
+    ]
+
+
+def test_a_user_authenticated_inside_the_middleware_is_seen(memory: MemoryBackend) -> None:
+    with TestClient(routed_app(inner_auth=True)) as client:
+        client.get("/hello/1", headers={"X-Test-User": "grace"})
+        client.get("/hello/2")
+    assert [(c["user_id"], c["username"]) for c in contexts(memory, "hello")] == [
+        ("grace", "grace"),
+        (None, None),
+    ]
+
+
+class NamedUser(BaseUser):
+    """A user without ``identity`` (``BaseUser.identity`` raises NotImplementedError), as
+    Starlette's SimpleUser was before it had one."""
+
+    def __init__(self, username: str) -> None:
+        self.username = username
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return f"Dr. {self.username}"
+
+
+class IdentifiedUser(NamedUser):
+    @property
+    def identity(self) -> str:
+        return "id-42"
+
+
+@run_async
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        (NamedUser("ada"), ("ada", "ada")),
+        (IdentifiedUser("ada"), ("id-42", "ada")),
+        (SimpleUser("ada"), ("ada", "ada")),
+    ],
+)
+async def test_user_id_is_the_identity_else_the_username(
+    memory: MemoryBackend, user: BaseUser, expected: tuple[str, str]
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        emit("inside")
+
+    await TrackingContextMiddleware(app)({**http_scope("/x", {}), "user": user}, None, None)  # type: ignore[arg-type]
+    context = memory.events[0]["context"]
+    assert (context["user_id"], context["username"]) == expected

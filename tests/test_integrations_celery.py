@@ -89,6 +89,26 @@ def test_values_a_message_cannot_carry_travel_as_text(memory: MemoryBackend) -> 
     json.dumps(headers)
 
 
+def test_a_carried_header_is_bounded_where_the_task_enters_it(
+    memory: MemoryBackend, eager: None
+) -> None:
+    from eventrouter.integrations import celery as carrying
+
+    hostile: dict[str, Any] = {"user_id": 9, "k" * 1000: "long key", "big": "v" * 100_000}
+    hostile["nested"] = {"deep": ["x" * 5000]}
+    hostile.update({f"extra{i}": i for i in range(10_000)})
+    integ_celery_app.record.apply_async(("hostile",), headers={HEADER: hostile})
+    (seen,) = [e for e in memory.events if e["name"] == "task.seen"]
+    entered = seen["data"]["context_during_task"]
+    assert len(entered) == carrying.MAX_KEYS - 1  # the first 64 keys, less the long one
+    assert entered["user_id"] == 9
+    assert "k" * 1000 not in entered
+    assert entered["big"] == "v" * carrying.MAX_VALUE_LENGTH
+    assert isinstance(entered["nested"], str)
+    assert len(entered["nested"]) == carrying.MAX_VALUE_LENGTH
+    assert get_tracker().resolve_context() == {}
+
+
 # -- a real worker ----------------------------------------------------------------------------
 
 

@@ -246,13 +246,46 @@ def test_a_failing_user_lookup_never_breaks_the_request(
     memory: MemoryBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = Client()
-    for _ in range(2):
-        assert client.get("/hello/", headers={"X-Test-User": "broken"}).status_code == 200
-    assert [e["context"] for e in memory.events if e["name"] == "hello"] == [{}, {}]
+    for n in range(2):
+        headers = {"X-Test-User": "broken", "X-Request-ID": f"kept-{n}"}
+        assert client.get("/hello/", headers=headers).status_code == 200
+    kept = [
+        (c["user_id"], c["username"], c["path"], c["ip"], c["request_id"], c["route"])
+        for c in contexts(memory, "hello")
+    ]
+    assert kept == [
+        (None, None, "/hello/", "127.0.0.1", "kept-0", "hello/"),
+        (None, None, "/hello/", "127.0.0.1", "kept-1", "hello/"),
+    ]
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1
     assert "RuntimeError" in warnings[0].getMessage()
     assert "alice" not in caplog.text
+
+
+@run_async
+async def test_a_failing_user_in_an_async_view_keeps_the_rest_of_the_context(
+    memory: MemoryBackend,
+) -> None:
+    response = await AsyncClient().get(
+        "/ahello/", headers={"X-Test-User": "broken", "X-Request-ID": "async-kept"}
+    )
+    assert response.status_code == 200
+    (context,) = contexts(memory, "ahello")
+    assert (context["user_id"], context["username"]) == (None, None)
+    assert (context["path"], context["request_id"]) == ("/ahello/", "async-kept")
+
+
+def test_host_is_the_one_django_validated_against_allowed_hosts(memory: MemoryBackend) -> None:
+    with override_settings(ALLOWED_HOSTS=["good.example"], USE_X_FORWARDED_HOST=True):
+        client = Client()
+        client.get("/hello/", headers={"Host": "good.example"})
+        client.get("/hello/", headers={"Host": "evil.example"})
+        client.get("/hello/", headers={"Host": "good.example", "X-Forwarded-Host": "evil.example"})
+        client.get("/hello/", headers={"Host": "evil.example", "X-Forwarded-Host": "good.example"})
+    hosts = [c["host"] for c in contexts(memory, "hello")]
+    assert hosts == ["good.example", None, None, "good.example"]
+    assert [c["path"] for c in contexts(memory, "hello")] == ["/hello/"] * 4
 
 
 def test_requests_go_on_without_a_registered_tracker(caplog: pytest.LogCaptureFixture) -> None:
@@ -296,8 +329,11 @@ def test_the_configured_settings_pass_the_checks() -> None:
     assert checks.check_config() == []
 
 
-def run_django(tmp_path: Path, settings: str, code: str) -> subprocess.CompletedProcess[str]:
-    """Start Django in a fresh process with ``settings`` and run ``code`` there."""
+def run_django(
+    tmp_path: Path, settings: str, code: str, *, setup: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Start Django in a fresh process with ``settings`` and run ``code`` there (after
+    ``django.setup()`` unless ``setup`` is false: ``code`` then starts Django itself)."""
     (tmp_path / "integ_settings.py").write_text(
         textwrap.dedent(
             """
@@ -308,7 +344,7 @@ def run_django(tmp_path: Path, settings: str, code: str) -> subprocess.Completed
         )
         + textwrap.dedent(settings)
     )
-    script = "import django; django.setup()\n" + textwrap.dedent(code)
+    script = ("import django; django.setup()\n" if setup else "") + textwrap.dedent(code)
     return subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
@@ -359,17 +395,57 @@ def test_the_app_migrates_event_tracking_settings(tmp_path: Path) -> None:
     assert result.stdout.strip() == "['logger']"
 
 
-def test_an_invalid_config_is_reported_by_manage_py_check(tmp_path: Path) -> None:
-    (tmp_path / "routing.yaml").write_text("backends:\n  mem:\n    class: memroy\n")
+@pytest.mark.parametrize(
+    "start",
+    [
+        "import django; django.setup()",  # manage.py, celery workers
+        "from django.core.wsgi import get_wsgi_application; get_wsgi_application()",  # gunicorn
+        "from django.core.asgi import get_asgi_application; get_asgi_application()",  # uvicorn
+    ],
+)
+def test_an_invalid_config_stops_the_start_up_listing_every_problem(
+    tmp_path: Path, start: str
+) -> None:
+    (tmp_path / "routing.yaml").write_text(
+        "backends:\n  mem:\n    class: memroy\n  log:\n    class: jsonlog\n    levle: INFO\n"
+    )
     result = run_django(
         tmp_path,
         f"EVENTROUTER_CONFIG = {str(tmp_path / 'routing.yaml')!r}\n",
-        """
-        from django.core.management import call_command
-        call_command("check")
+        f"""
+        import sys
+        from django.core.exceptions import ImproperlyConfigured
+        try:
+            {start}
+        except ImproperlyConfigured as exc:
+            print(exc)
+            sys.exit(3)
+        print("started")
         """,
+        setup=False,
     )
-    assert result.returncode != 0
-    assert "eventrouter.E001" in result.stderr
-    assert "routing.yaml:3" in result.stderr
-    assert "memroy" in result.stderr
+    assert result.returncode == 3, result.stderr
+    assert "started" not in result.stdout
+    assert "EVENTROUTER_CONFIG" in result.stdout
+    assert "2 problem(s)" in result.stdout
+    assert "routing.yaml:3" in result.stdout
+    assert "memroy" in result.stdout
+    assert "levle" in result.stdout
+
+
+def test_the_system_check_reports_each_problem_of_the_config_error() -> None:
+    from django.apps import apps
+
+    from eventrouter.config import read_config
+    from eventrouter.errors import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        read_config({"backends": {"mem": {"class": "memroy"}}})
+    config = apps.get_app_config("eventrouter")
+    config.config_error = raised.value
+    try:
+        messages = checks.check_config()
+    finally:
+        config.config_error = None
+    assert [m.id for m in messages] == ["eventrouter.E001"] * len(raised.value.issues)
+    assert "memroy" in messages[0].msg

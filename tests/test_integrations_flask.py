@@ -124,6 +124,28 @@ def test_the_session_is_an_hmac_of_the_session_cookie(client: Any, memory: Memor
     assert context["session"] == hmac.new(SECRET.encode(), cookie.encode(), sha256).hexdigest()[:32]
 
 
+class BrokenUser:
+    """Flask-Login's current_user when the user store is down."""
+
+    @property
+    def is_authenticated(self) -> bool:
+        raise RuntimeError("user store down for alice@example.org")
+
+
+def test_a_failing_user_lookup_keeps_the_rest_of_the_context(
+    client: Any, memory: MemoryBackend, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    from eventrouter.integrations import flask as integration
+
+    monkeypatch.setattr(integration, "_login_user", BrokenUser())
+    assert client.get("/hello/1", headers={"X-Request-ID": "kept"}).status_code == 200
+    (context,) = contexts(memory, "hello")
+    assert (context["user_id"], context["username"]) == (None, None)
+    assert (context["path"], context["request_id"]) == ("/hello/1", "kept")
+    assert "RuntimeError" in caplog.text
+    assert "alice" not in caplog.text
+
+
 def test_nothing_is_left_after_the_response(client: Any, memory: MemoryBackend) -> None:
     assert client.get("/hello/1").json["path"] == "/hello/1"
     assert get_tracker().resolve_context() == {}

@@ -144,7 +144,7 @@ def test_regex_filter_blocklist_becomes_block_patterns() -> None:
             }
         }
     )
-    assert tree.backends["m"].processors[0].options == {"block": ["re:(?:heartbeat).*"]}
+    assert tree.backends["m"].processors[0].options == {"block": ["re:(?:heartbeat)(?s:.*)"]}
 
 
 def test_logger_name_option_becomes_logger_name() -> None:
@@ -321,7 +321,7 @@ def _regex_filter_patterns(expressions: list[str]) -> Any:
 
 
 def test_regex_filter_leading_inline_flags_stay_at_the_start() -> None:
-    assert _regex_filter_patterns([r"(?i)edx\.bi"]) == [r"re:(?i)(?:edx\.bi).*"]
+    assert _regex_filter_patterns([r"(?i)edx\.bi"]) == [r"re:(?i)(?:edx\.bi)(?s:.*)"]
 
 
 def test_regex_filter_with_inline_flags_matches_as_re_match_did() -> None:

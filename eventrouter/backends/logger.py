@@ -9,6 +9,7 @@ the two write the same bytes. Lines go to a file of the backend's own (written i
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import os
@@ -375,7 +376,9 @@ class LoggerBackend:
     :func:`truncate_event`) when that makes it fit, and is otherwise dropped
     (``oversize="drop"`` drops every longer event); dropped events are counted in
     ``stats()["dropped"]``, written to ``dead_letter`` when one is given, and the first one
-    is logged with its name and id.
+    is logged with its name and id. In the ``event-tracking`` line format the length is
+    measured as event-tracking measured it, without the ``, "id": ...`` appended last, so a
+    migrated logger keeps and drops the same events event-tracking did.
 
     Args:
         path: the file to write; exclusive with ``logger_name``.
@@ -387,7 +390,7 @@ class LoggerBackend:
         oversize: ``"truncate"`` (default) or ``"drop"``: what happens to a longer event.
         line_format: ``"eventrouter"`` (default: compact, the envelope's key order) or
             ``"event-tracking"`` (the keys, order and separators event-tracking's
-            ``LoggerBackend`` wrote, with ``id`` last).
+            ``LoggerBackend`` wrote, with ``id`` last, not counted by ``max_event_size``).
         max_bytes: rotate the file before it would grow past this size.
         backup_count: how many rotated files to keep (with ``max_bytes`` or ``when``);
             with ``max_bytes`` and no backups the file does not rotate.
@@ -510,7 +513,7 @@ class LoggerBackend:
         """
         line = self._formatter.event_line(event)
         limit = self.max_event_size
-        if limit is not None and len(line) > limit:
+        if limit is not None and self._size(event, line) > limit:
             fitted = self._fit(event, line, limit)
             if fitted is None:
                 return
@@ -536,7 +539,7 @@ class LoggerBackend:
         lines = []
         for event in events:
             line = event_line(event)
-            if limit is not None and len(line) > limit:
+            if limit is not None and self._size(event, line) > limit:
                 fitted = self._fit(event, line, limit)
                 if fitted is None:
                     continue
@@ -544,16 +547,37 @@ class LoggerBackend:
             lines.append(line)
         self._file.write(lines)
 
+    def _size(self, event: Mapping[str, Any], line: str) -> int:
+        """The length ``max_event_size`` bounds: the whole line, except in the
+        ``event-tracking`` line format, where the ``, "id": ...`` appended last is not counted
+        (event-tracking measured lines without it, so the same events are kept)."""
+        if self.line_format != "event-tracking":
+            return len(line)
+        event_id = event.get("id")
+        if not isinstance(event_id, str):
+            return len(line)
+        suffix = ', "id": ' + json.dumps(event_id) + "}"
+        if not line.endswith(suffix):
+            return len(line)
+        return len(line) - len(suffix) + 1
+
     def _fit(self, event: Event, line: str, limit: int) -> tuple[Event, str] | None:
         """The event and line to write in place of an oversize one; ``None``: dropped."""
+        size = self._size(event, line)
         if self.oversize == "truncate":
             event_line = self._formatter.event_line
-            truncated = truncate_event(event, len(line), limit, event_line)
+
+            def measured(candidate: Mapping[str, Any]) -> str:
+                # truncate_event fits the length of this string within the limit.
+                candidate_line = event_line(candidate)
+                return candidate_line[: self._size(candidate, candidate_line)]
+
+            truncated = truncate_event(event, size, limit, measured)
             shorter = event_line(truncated)
-            if len(shorter) <= limit:
+            if self._size(truncated, shorter) <= limit:
                 self._truncated.increment()
                 return truncated, shorter
-        self._drop(event, len(line))
+        self._drop(event, size)
         return None
 
     def _drop(self, event: Event, size: int) -> None:

@@ -77,8 +77,13 @@ ErrorHandler = Callable[[BaseException, list[dict[str, Any]]], None]
 """``on_error(exc, messages)``, as segment-analytics-python calls it: a post failed."""
 
 _ANALYTICS_MODULES = ("analytics", "segment.analytics")
-"""Where event-tracking-era code sets ``write_key``, ``host``, ``debug`` and ``on_error``:
-the ``analytics`` module of analytics-python, or segment-analytics-python's."""
+"""Where event-tracking-era code sets ``write_key``, ``host``, ``debug``, ``on_error``,
+``send``, ``gzip``, ``timeout`` and ``proxies``: the ``analytics`` module of analytics-python,
+or segment-analytics-python's."""
+
+_MODULE_SETTINGS = ("host", "debug", "on_error", "send", "gzip", "timeout", "proxies")
+"""The ``analytics`` module's settings a backend follows, besides ``write_key``, for the
+options it was not given."""
 
 
 def _segment_context(context: Mapping[str, Any]) -> dict[str, Any]:
@@ -191,32 +196,63 @@ def _http_error(status: int) -> tuple[str, bool]:
 class _Settings:
     """What the backend posts with, resolved at first use."""
 
-    __slots__ = ("builder", "host", "on_error", "write_key")
+    __slots__ = (
+        "builder",
+        "gzip",
+        "host",
+        "on_error",
+        "proxies",
+        "send",
+        "timeout",
+        "write_key",
+    )
 
     def __init__(
-        self, write_key: str, host: str, on_error: ErrorHandler | None, builder: Any
+        self,
+        write_key: str,
+        host: str,
+        on_error: ErrorHandler | None,
+        builder: Any,
+        *,
+        send: bool,
+        gzip: bool,
+        timeout: float,
+        proxies: dict[str, str] | None,
     ) -> None:
         self.write_key = write_key
         self.host = host
         self.on_error = on_error
         self.builder = builder
+        self.send = send
+        self.gzip = gzip
+        self.timeout = timeout
+        self.proxies = proxies
+
+
+def _valid_timeout(value: Any) -> bool:
+    return (
+        not isinstance(value, bool) and isinstance(value, int | float) and 0 < value < float("inf")
+    )
+
+
+def _valid_proxies(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
 
 
 def _analytics_settings() -> dict[str, Any]:
-    """``write_key``, ``host``, ``debug`` and ``on_error`` from the first ``analytics`` module
-    (already imported) that has a write key."""
+    """``write_key`` and the :data:`_MODULE_SETTINGS` from the first ``analytics`` module
+    (already imported) that has a write key; a setting the module lacks is ``None``."""
     for name in _ANALYTICS_MODULES:
         module = sys.modules.get(name)
         if not isinstance(module, ModuleType):
             continue
         key = getattr(module, "write_key", None)
         if isinstance(key, str) and key:
-            return {
-                "write_key": key,
-                "host": getattr(module, "host", None),
-                "debug": getattr(module, "debug", None),
-                "on_error": getattr(module, "on_error", None),
-            }
+            settings = {setting: getattr(module, setting, None) for setting in _MODULE_SETTINGS}
+            settings["write_key"] = key
+            return settings
     return {}
 
 
@@ -239,20 +275,26 @@ class SegmentBackend:
     posts over its own HTTP session, so a forked child never writes into its parent's
     connections.
 
-    ``write_key``, ``host``, ``debug`` and ``on_error`` that are not given are read, at the
-    first send, from the ``analytics`` module the application configures (analytics-python's
-    ``analytics`` or ``segment.analytics``), as event-tracking did.
+    ``write_key``, ``host``, ``debug``, ``on_error``, ``send``, ``gzip``, ``timeout`` and
+    ``proxies`` that are not given are read, at the first send, from the ``analytics`` module
+    the application configures (analytics-python's ``analytics`` or ``segment.analytics``,
+    whichever has a write key), as event-tracking did. With ``send`` false (a site's
+    ``analytics.send = False`` in development or tests) messages are built and checked but
+    never posted; they count as ``skipped`` and the reason is logged once.
 
     Args:
         write_key: the Segment source's write key.
         host: the API endpoint (default :data:`DEFAULT_HOST`).
         anonymous: also send events without a user, keyed by ``context.anonymous_id`` or
             ``context.session``, and give users' events that ``anonymousId`` too.
-        timeout: seconds to wait for a connection, and then for each read of the answer.
-        gzip: compress request bodies.
+        timeout: seconds to wait for a connection, and then for each read of the answer
+            (default :data:`DEFAULT_TIMEOUT`).
+        gzip: compress request bodies (default off).
         debug: log the client's messages at DEBUG on the ``segment`` logger.
         on_error: ``on_error(exc, messages)``, called with the messages of each post that
             failed (a buffered node may retry them afterwards); what it raises is logged.
+        send: post the messages (default on); false builds them and posts nothing.
+        proxies: ``{"https": "http://proxy:3128"}``: the proxies requests posts through.
 
     Raises:
         MissingExtraError: segment-analytics-python is not installed.
@@ -265,10 +307,12 @@ class SegmentBackend:
         write_key: str | None = None,
         host: str | None = None,
         anonymous: bool = False,
-        timeout: float = DEFAULT_TIMEOUT,
-        gzip: bool = False,
+        timeout: float | None = None,
+        gzip: bool | None = None,
         debug: bool | None = None,
         on_error: ErrorHandler | None = None,
+        send: bool | None = None,
+        proxies: Mapping[str, str] | None = None,
     ) -> None:
         if not _HAVE_SEGMENT:
             raise MissingExtraError("the Segment backend", "segment", "segment-analytics-python")
@@ -280,24 +324,28 @@ class SegmentBackend:
             )
         if host is not None and (not isinstance(host, str) or not host):
             raise OptionError("host", "host must be a URL such as 'https://api.segment.io'")
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not 0 < timeout < float("inf")
-        ):
+        if timeout is not None and not _valid_timeout(timeout):
             raise OptionError(
                 "timeout",
                 f"timeout must be a positive number of seconds, not {type(timeout).__name__}",
             )
         if on_error is not None and not callable(on_error):
             raise OptionTypeError("on_error", "on_error must be a callable on_error(exc, messages)")
+        if proxies is not None and not _valid_proxies(proxies):
+            raise OptionError(
+                "proxies",
+                "proxies must map URL schemes to proxy URLs, such as "
+                "{'https': 'http://proxy:3128'}",
+            )
         self.write_key = write_key
         self.host = host
         self.anonymous = bool(anonymous)
-        self.timeout = float(timeout)
-        self.gzip = bool(gzip)
+        self.timeout = None if timeout is None else float(timeout)
+        self.gzip = None if gzip is None else bool(gzip)
         self.debug = debug
         self.on_error = on_error
+        self.send_messages = None if send is None else bool(send)
+        self.proxies = None if proxies is None else dict(proxies)
         self._settings: _Settings | None = None
         self._sessions: _fork.PerProcess[requests.Session] = _fork.PerProcess(requests.Session)
         self._lock = threading.Lock()
@@ -332,9 +380,32 @@ class SegmentBackend:
                 # starts no consumer thread and registers no exit hook.
                 builder = Client(write_key, host=host, debug=debug, send=False, sync_mode=True)
                 self._settings = _Settings(
-                    write_key, host, on_error if callable(on_error) else None, builder
+                    write_key,
+                    host,
+                    on_error if callable(on_error) else None,
+                    builder,
+                    **self._delivery_settings(module),
                 )
             return self._settings
+
+    def _delivery_settings(self, module: Mapping[str, Any]) -> dict[str, Any]:
+        """``send``, ``gzip``, ``timeout`` and ``proxies``: each from the options when given,
+        else from the ``analytics`` module when it holds a usable value, else the default."""
+        send = self.send_messages
+        if send is None:
+            send = module.get("send") is not False
+        gzip = self.gzip
+        if gzip is None:
+            gzip = module.get("gzip") is True
+        timeout = self.timeout
+        if timeout is None:
+            module_timeout: Any = module.get("timeout")
+            timeout = float(module_timeout) if _valid_timeout(module_timeout) else DEFAULT_TIMEOUT
+        proxies = self.proxies
+        if proxies is None:
+            module_proxies: Any = module.get("proxies")
+            proxies = dict(module_proxies) if _valid_proxies(module_proxies) else None
+        return {"send": send, "gzip": gzip, "timeout": timeout, "proxies": proxies}
 
     # -- delivery ---------------------------------------------------------------------------
 
@@ -377,6 +448,13 @@ class SegmentBackend:
                 continue
             messages.append(message)
             positions.append(position)
+        if messages and not settings.send:
+            self._skip(
+                "analytics.send is False (or the node's `send` option): messages are built "
+                "but not posted",
+                len(messages),
+            )
+            messages, positions = [], []
         delivered = 0
         for start, end in self._chunks(messages):
             try:
@@ -432,13 +510,17 @@ class SegmentBackend:
             "User-Agent": f"analytics-python/{SEGMENT_VERSION}",
             "Authorization": f"Basic {credentials}",
         }
-        if self.gzip:
+        if settings.gzip:
             headers["Content-Encoding"] = "gzip"
             data = _gzip.compress(data)
         url = settings.host.rstrip("/") + "/v1/batch"
         try:
             response = self._sessions.get().post(
-                url, data=data, headers=headers, timeout=(self.timeout, self.timeout)
+                url,
+                data=data,
+                headers=headers,
+                timeout=(settings.timeout, settings.timeout),
+                proxies=settings.proxies,
             )
             status = response.status_code
             response.close()
@@ -478,8 +560,8 @@ class SegmentBackend:
                 type(handler_exc).__name__,
             )
 
-    def _skip(self, reason: str) -> None:
-        self._count("skipped", 1)
+    def _skip(self, reason: str, n: int = 1) -> None:
+        self._count("skipped", n)
         self._log_once(
             reason,
             "Segment backend: skipping events: %s (logged once; see stats()['skipped'])",
@@ -510,8 +592,8 @@ class SegmentBackend:
             session.close()
 
     def stats(self) -> dict[str, int]:
-        """Counters: ``skipped`` (no user to attribute), ``sent`` (messages Segment took),
-        ``rejected`` (messages refused before posting: over 32 KB), ``failed`` (messages in
-        posts that failed; a buffered node may have sent them again since)."""
+        """Counters: ``skipped`` (no user to attribute, or ``send`` off), ``sent`` (messages
+        Segment took), ``rejected`` (messages refused before posting: over 32 KB), ``failed``
+        (messages in posts that failed; a buffered node may have sent them again since)."""
         with self._lock:
             return dict(self._counters)

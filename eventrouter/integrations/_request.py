@@ -263,6 +263,21 @@ class RequestContextBuilder:
             return value[: self.max_length]
         return value
 
+    def user_fields(self, user_id: Any, username: str | None) -> dict[str, Any]:
+        """``user_id`` and ``username`` as :meth:`build` makes them (ids that are not ints
+        or strings become strings; both bounded)."""
+        if user_id is not None and not isinstance(user_id, (int, str)):
+            user_id = str(user_id)
+        return {
+            "user_id": self._bound(user_id),
+            "username": self._bound(username) if username else None,
+        }
+
+    def route(self, route: str | None) -> str | None:
+        """``route`` as :meth:`build` makes it (bounded)."""
+        bounded: str | None = self._bound(route)
+        return bounded
+
     # -- the whole context ------------------------------------------------------------------
 
     def build(
@@ -284,11 +299,8 @@ class RequestContextBuilder:
     ) -> dict[str, Any]:
         """The request context from the facts the framework knows; every key is present."""
         bound = self._bound
-        if user_id is not None and not isinstance(user_id, (int, str)):
-            user_id = str(user_id)
         return {
-            "user_id": bound(user_id),
-            "username": bound(username) if username else None,
+            **self.user_fields(user_id, username),
             "session": self.session_hash(session_key),
             "ip": self.client_ip(peer, forwarded_for),
             "agent": bound(agent),
@@ -298,7 +310,7 @@ class RequestContextBuilder:
             "referer": bound(referer),
             "accept_language": bound(accept_language),
             "request_id": self.request_id(request_id),
-            "route": bound(route),
+            "route": self.route(route),
         }
 
     def guarded(self, build: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:

@@ -10,17 +10,25 @@ When a task is published, the tracker's current context travels in the message h
 task and leaves it afterwards, so events the task emits carry the request's ``user_id`` and
 ``request_id``. In eager mode the task runs in the caller's own context already. A task sent
 from a task passes the context on.
+
+The header is bounded where it is attached and again where it is entered (a message can come
+from anywhere that can publish to the broker): at most :data:`MAX_KEYS` keys, each a string
+of at most :data:`MAX_KEY_LENGTH` characters, string values cut to :data:`MAX_VALUE_LENGTH`
+characters, and values that are not ``None``, strings, numbers or booleans carried as their
+(cut) text.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 from eventrouter.errors import MissingExtraError
+from eventrouter.integrations._request import DEFAULT_MAX_LENGTH
 from eventrouter.tracker import Tracker, get_tracker
 
 try:
@@ -28,7 +36,15 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingExtraError("eventrouter.integrations.celery", "celery", "celery") from exc
 
-__all__ = ["CONTEXT_NAME", "HEADER", "carry_context", "stop_carrying_context"]
+__all__ = [
+    "CONTEXT_NAME",
+    "HEADER",
+    "MAX_KEYS",
+    "MAX_KEY_LENGTH",
+    "MAX_VALUE_LENGTH",
+    "carry_context",
+    "stop_carrying_context",
+]
 
 log = logging.getLogger("eventrouter.integrations")
 
@@ -39,6 +55,14 @@ CONTEXT_NAME = "celery"
 """The name the carried context is entered under in the worker."""
 
 MAX_KEYS = 64
+"""The most keys a carried context holds; the first ones are kept."""
+
+MAX_KEY_LENGTH = 128
+"""The longest key a carried context holds; longer keys are left out."""
+
+MAX_VALUE_LENGTH = DEFAULT_MAX_LENGTH
+"""The longest string value a carried context holds; longer ones are cut."""
+
 _UID = "eventrouter.integrations.celery"
 
 _target: Tracker | str = "default"
@@ -55,14 +79,20 @@ def _tracker() -> Tracker | None:
         return None
 
 
-def _portable(context: Mapping[str, Any]) -> dict[str, Any]:
-    """Values any message serializer can carry: scalars as they are, others as text."""
+def _portable(context: Mapping[Any, Any]) -> dict[str, Any]:
+    """The context within the bounds (see the module's docs), in values any message
+    serializer can carry: scalars as they are, others as text."""
     carried: dict[str, Any] = {}
-    for key, value in list(context.items())[:MAX_KEYS]:
-        if value is None or isinstance(value, (str, int, float, bool)):
-            carried[str(key)] = value
+    for key, value in itertools.islice(context.items(), MAX_KEYS):
+        name = key if isinstance(key, str) else str(key)
+        if len(name) > MAX_KEY_LENGTH:
+            continue
+        if isinstance(value, str):
+            carried[name] = value[:MAX_VALUE_LENGTH]
+        elif value is None or isinstance(value, (int, float, bool)):
+            carried[name] = value
         else:
-            carried[str(key)] = str(value)[:512]
+            carried[name] = str(value)[:MAX_VALUE_LENGTH]
     return carried
 
 
@@ -95,7 +125,12 @@ def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     context = _carried(task)
     if tracker is None or context is None or task_id is None:
         return
-    tracker.enter_context(CONTEXT_NAME, context)
+    try:
+        bounded = _portable(context)
+    except Exception as exc:  # a hostile header: the task runs without it
+        log.warning("eventrouter: ignored a task's context header (%s)", type(exc).__name__)
+        return
+    tracker.enter_context(CONTEXT_NAME, bounded)
     with _entered_lock:
         _entered[task_id] = tracker
 

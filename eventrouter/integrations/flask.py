@@ -63,7 +63,11 @@ def _current_user() -> tuple[Any, str | None]:
 
 def _context(builder: RequestContextBuilder, request: Any, app: flask.Flask) -> dict[str, Any]:
     """The request context of the current Flask request."""
-    user_id, username = _current_user()
+    try:
+        user_id, username = _current_user()
+    except Exception as exc:  # the user store is down: the rest of the context stays
+        builder.count_failure("loading the user", exc)
+        user_id = username = None
     environ = request.environ
     rule = request.url_rule
     session_key = None

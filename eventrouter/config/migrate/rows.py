@@ -305,10 +305,17 @@ _SPECIAL_NAME = re.compile(r"\*|(?:^|\.)#(?:\.|$)")
 
 
 def _anchored(expression: str) -> str:
-    """``re:`` pattern that fullmatches what ``re.match(expression, name)`` matched."""
+    """``re:`` pattern that fullmatches what ``re.match(expression, name)`` matched.
+
+    Leading global flags stay first. The rest may be any suffix, newlines included (``a$``
+    matched ``"a\\n"``). In verbose mode the expression's last line may end in a ``#``
+    comment, so the group is closed on a new line."""
     flags = _LEADING_FLAGS.match(expression)
     prefix = flags.group(0) if flags else ""
-    return f"re:{prefix}(?:{expression[len(prefix) :]}).*"
+    body = expression[len(prefix) :]
+    if "x" in prefix:
+        body += "\n"
+    return f"re:{prefix}(?:{body})(?s:.*)"
 
 
 def _exact_name(name: str) -> str:

@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponseBase
 
 from eventrouter.errors import TrackerNotRegisteredError
@@ -75,18 +76,36 @@ class TrackingContextMiddleware:
             self._installed = tracker
         return tracker
 
+    def _user(self, user: Any) -> tuple[Any, str | None]:
+        """``(user_id, username)``; ``(None, None)`` for an anonymous user and when loading
+        the user fails (counted, logged by type only): the rest of the context stays."""
+        try:
+            if user is None or not getattr(user, "is_authenticated", False):
+                return None, None
+            get_username = getattr(user, "get_username", None)
+            return getattr(user, "pk", None), get_username() if callable(get_username) else None
+        except Exception as exc:
+            self.builder.count_failure("loading the user", exc)
+            return None, None
+
+    @staticmethod
+    def _host(request: HttpRequest) -> str | None:
+        """The host Django validated against ``ALLOWED_HOSTS``; ``None`` when it refused it
+        (the request then fails with 400 on its own)."""
+        try:
+            host: str = request.get_host()
+        except DisallowedHost:
+            return None
+        return host
+
     def _context(self, request: HttpRequest, user: Any) -> dict[str, Any]:
         meta = request.META
-        user_id = username = None
-        if user is not None and getattr(user, "is_authenticated", False):
-            user_id = getattr(user, "pk", None)
-            get_username = getattr(user, "get_username", None)
-            username = get_username() if callable(get_username) else None
+        user_id, username = self._user(user)
         session = getattr(request, "session", None)
         return self.builder.build(
             path=request.path,
             method=request.method or "",
-            host=meta.get("HTTP_HOST") or meta.get("SERVER_NAME"),
+            host=self._host(request),
             peer=meta.get("REMOTE_ADDR"),
             forwarded_for=meta.get("HTTP_X_FORWARDED_FOR"),
             agent=meta.get("HTTP_USER_AGENT"),
