@@ -43,8 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Args:
         argv: the arguments (without the program name); defaults to ``sys.argv[1:]``.
-
-    Since 0.1.
     """
     parser = _parser()
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """MongoDB: one document per event, written with pymongo.
 
-Needs the ``mongo`` extra (``pip install 'eventrouter[mongo]'``). Since 0.1.
+Needs the ``mongo`` extra (``pip install 'eventrouter[mongo]'``).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 2000
-"""How long a send waits for a reachable server unless told otherwise. Since 0.1."""
+"""How long a send waits for a reachable server unless told otherwise."""
 
 _INDEXED_FIELDS = ("name", "timestamp")
 _DUPLICATE_KEY = 11000
@@ -137,8 +137,6 @@ def to_document(event: Event) -> dict[str, Any]:
 
     Args:
         event: the event envelope.
-
-    Since 0.1.
     """
     converted: dict[str, Any] = walk(
         _document(event), _bson_leaf, key=_bson_key, max_depth=_MAX_DEPTH

@@ -29,8 +29,6 @@ def build(tree: ConfigTree) -> Tracker:
     collected, what was built is closed, and one :class:`~eventrouter.errors.ConfigError`
     names the nodes (and the option, when the constructor raised
     :class:`~eventrouter.errors.OptionError`).
-
-    Since 0.1.
     """
     dead_letter = DeadLetterFile(tree.dead_letter) if tree.dead_letter else None
     builder = _Builder(tree.file, dead_letter)
