@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from eventrouter._typecheck import kind_of, parse_bool
+from eventrouter.config.checks import not_a_boolean
 from eventrouter.backends.buffered import BufferedBackend
 from eventrouter.config.expand import Expander, Report
 from eventrouter.config.model import ConfigNode
@@ -67,8 +68,8 @@ def check_buffered(
         flag = parse_bool(text)
         if flag is None:
             if node.enabled:
-                shown = "the value from the environment" if from_env else repr(text)
-                report(f"expected true, false or a mapping of options, got {shown}", here, line)
+                expected = "expected true, false or a mapping of options"
+                report(not_a_boolean(value, text, from_env=from_env, expected=expected), here, line)
             return
         value = flag
     if isinstance(value, bool):
