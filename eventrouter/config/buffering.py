@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from eventrouter._typecheck import kind_of, parse_bool
-from eventrouter.config.checks import not_a_boolean
 from eventrouter.backends.buffered import BufferedBackend
+from eventrouter.config.checks import not_a_boolean
 from eventrouter.config.expand import Expander, Report
 from eventrouter.config.model import ConfigNode
 from eventrouter.config.read import UnsafeTag, key_line, value_line

@@ -15,7 +15,14 @@ from typing import Any
 
 from eventrouter.config.model import ConfigNode
 
-__all__ = ["ACCEPTED_BOOLEANS", "empty_value", "from_where", "not_a_boolean", "runtime_problems", "variables"]
+__all__ = [
+    "ACCEPTED_BOOLEANS",
+    "empty_value",
+    "from_where",
+    "not_a_boolean",
+    "runtime_problems",
+    "variables",
+]
 
 ACCEPTED_BOOLEANS = "true/false, yes/no, on/off, 1/0"
 """The words a boolean given as text (``${VAR}``) may be, as shown in messages."""
