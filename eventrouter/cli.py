@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 import traceback
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    level = logging.getLogger("eventrouter").level
     handler = _setup_logging(verbose=args.verbose, debug=args.debug)
     args.console = next(f for f in handler.filters if isinstance(f, _ConsoleFilter))
     _signals_received.clear()
@@ -97,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cwd is not None and cwd in sys.path:
             sys.path.remove(cwd)
         logging.getLogger("eventrouter").removeHandler(handler)
+        logging.getLogger("eventrouter").setLevel(level)
     if status == EXIT_INTERRUPTED:
         status = _interrupted_status()
     return status
@@ -506,6 +509,18 @@ def _timestamp(value: Any) -> dt.datetime | None:
         ) from None
 
 
+def _check_events_file(path: str) -> None:
+    """Refuse a directory or a device (``/dev/zero`` never ends, and has no lines); a FIFO
+    is read like standard input."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise EventRouterError(f"{path}: is a directory: give a JSON-lines file, or '-'")
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise EventRouterError(
+            f"{path}: is a device: give a JSON-lines file, or '-' to read standard input"
+        )
+
+
 @dataclass(frozen=True)
 class _TooLong:
     """Stands for a line longer than :data:`MAX_LINE_BYTES` (read past, not kept)."""
@@ -533,6 +548,8 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes | _TooLong]:
 def _route(args: argparse.Namespace) -> int:
     config = _read_config(args)
     source_name = "<stdin>" if args.events == "-" else args.events
+    if args.events != "-":
+        _check_events_file(args.events)
     stream: IO[bytes] = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")  # noqa: SIM115
     try:
         tracker = build(config)
