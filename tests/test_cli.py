@@ -701,3 +701,30 @@ def test_route_shows_a_progress_bar_on_a_terminal_for_files(good: Path, tmp_path
     events.write_text("".join(event_line("video.played") + "\n" for _ in range(200)))
     assert "routing" in _route_on_a_terminal(good, events, tmp_path)
     assert "routing" not in _route_on_a_terminal(good, events, tmp_path, "--no-progress")
+
+
+def test_a_mongodb_failure_names_the_node_not_its_database(
+    caplog: pytest.LogCaptureFixture, unused_port: int
+) -> None:
+    """The database name may come from the environment: the ERROR line gives the path."""
+    tracker = load(
+        {
+            "backends": {
+                "store": {
+                    "class": "mongodb",
+                    "buffered": False,
+                    "options": {
+                        "uri": f"mongodb://127.0.0.1:{unused_port}",
+                        "database": "${DB_NAME}",
+                        "timeout": 0.2,
+                    },
+                }
+            }
+        },
+        env={"DB_NAME": "acme-prod-db"},
+    )
+    with caplog.at_level(logging.ERROR, logger="eventrouter"):
+        tracker.emit("a", {"n": 1})
+        tracker.close()
+    assert "backend 'store' failed" in caplog.text
+    assert "acme-prod-db" not in caplog.text
