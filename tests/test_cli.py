@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+# imported with pymongo, before a test hides pymongo (the module remembers what it found)
+import eventrouter.backends.mongodb  # noqa: F401
 from eventrouter import __version__, cli
 from eventrouter.config import load
 

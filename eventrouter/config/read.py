@@ -261,13 +261,17 @@ def load_yaml(text: str) -> tuple[Any, list[YamlProblem]]:
     return data, loader.problems
 
 
+_EVENT_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser when PyYAML has it (the events are the same, faster)."""
+
+
 def _too_deep(text: str) -> YamlProblem | None:
     """The problem of mappings and lists nested deeper than :data:`MAX_DEPTH` (where the
     parser, which recurses, would fail), found by walking the parser's events, which does
     not recurse; ``None`` when not too deep or not YAML (the loader then says why)."""
     depth = 0
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=_EVENT_LOADER):
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
