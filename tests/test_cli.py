@@ -288,6 +288,21 @@ def test_a_boolean_from_the_environment_names_its_variable_and_the_accepted_word
     assert "ture" not in result.stderr  # a value from the environment is never shown
 
 
+def test_a_boolean_option_from_the_environment_names_its_variable_and_the_accepted_words(
+    run: Run, tmp_path: Path
+) -> None:
+    (tmp_path / "routing.yaml").write_text(
+        "backends:\n  seg:\n    class: segment\n"
+        '    options: {write_key: k3y, debug: "${SEGMENT_DEBUG}"}\n'
+    )
+    result = run("validate", "routing.yaml", env={"SEGMENT_DEBUG": "ture"})
+    assert result.returncode == 2
+    assert "routing.yaml:4 at backends.seg.options.debug" in result.stderr
+    assert "from the environment variable SEGMENT_DEBUG" in result.stderr
+    assert "(accepted: true/false, yes/no, on/off, 1/0)" in result.stderr
+    assert "ture" not in result.stderr
+
+
 def test_example_config_validates_with_no_environment(run: Run) -> None:
     result = run("validate", str(EXAMPLE_CONFIG))
     assert result.returncode == 0, result.stderr

@@ -135,7 +135,7 @@ class OptionChecker:
             got += f" ({problem.got!r})"
         elif from_env:
             got += f" from {from_where(raw)}"
-            if "bool" in problem.expected:
+            if "true or false" in problem.expected or "boolean" in problem.expected:
                 got += f" (accepted: {ACCEPTED_BOOLEANS})"
         self.report(
             f"expected {problem.expected}, got {got}",
