@@ -76,22 +76,6 @@ def run_in_fork(child: Callable[[], int], timeout: float = STARTUP_TIMEOUT) -> i
     pytest.fail(f"the forked child did not finish within {timeout} s (a deadlock?)")
 
 
-def python_blocks(markdown: Path) -> list[str]:
-    """The ```python blocks of a Markdown file (not ```python title="illustration" ones)."""
-    blocks: list[str] = []
-    current: list[str] | None = None
-    for line in markdown.read_text(encoding="utf-8").splitlines():
-        if current is None:
-            if line.strip() == "```python":
-                current = []
-        elif line.strip() == "```":
-            blocks.append("\n".join(current))
-            current = None
-        else:
-            current.append(line)
-    return blocks
-
-
 @contextlib.contextmanager
 def lock_held_elsewhere(owner: Any) -> Iterator[None]:
     """Hold ``owner._lock`` in another thread for the block, as if a fork came mid-send."""

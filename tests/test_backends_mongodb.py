@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RestartableMongo, lock_held_elsewhere, needs_fork, python_blocks, run_in_fork
+from conftest import RestartableMongo, lock_held_elsewhere, needs_fork, run_in_fork
 from pymongo import MongoClient, monitoring
 
 import eventrouter
@@ -620,13 +620,3 @@ def test_buffered_refused_document_is_dead_lettered_alone(
     assert record["error"] == "PartialDeliveryError"
     assert stored.count_documents({}) == 10  # the 9 others, and the first n=4
     assert (node.stats()["delivered"], node.stats()["dead_lettered"]) == (9, 1)
-
-
-# -- documentation ------------------------------------------------------------------------
-
-DOCS = Path(__file__).parent.parent / "docs" / "backends" / "mongodb.md"
-
-
-@pytest.mark.parametrize("code", python_blocks(DOCS))
-def test_the_documentations_python_blocks_run(code: str) -> None:
-    exec(compile(code, str(DOCS), "exec"), {})

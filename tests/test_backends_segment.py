@@ -21,7 +21,6 @@ from conftest import (
     basic_auth,
     lock_held_elsewhere,
     needs_fork,
-    python_blocks,
     run_in_fork,
 )
 from segment.analytics.consumer import Consumer
@@ -678,18 +677,6 @@ def test_buffered_ingest_always_failing_dead_letters_every_event_once(
     assert sorted(r["event"]["id"] for r in records) == sorted(e["id"] for e in events)
     assert {r["attempts"] for r in records} == {3}
     assert segment_ingest.messages == []
-
-
-# -- documentation ------------------------------------------------------------------------
-
-DOCS = Path(__file__).parent.parent / "docs" / "backends" / "segment.md"
-
-
-@pytest.mark.parametrize("code", python_blocks(DOCS))
-def test_the_documentations_python_blocks_run(
-    code: str, analytics_settings: types.SimpleNamespace
-) -> None:
-    exec(compile(code, str(DOCS), "exec"), {})
 
 
 @pytest.mark.parametrize(("header", "expected"), [("9999", 300.0), ("soon", None), ("0", 0.0)])

@@ -671,22 +671,6 @@ def test_an_unknown_option_of_a_users_router_names_its_settings_path(
 MIGRATION_DOC = Path(__file__).parent.parent / "docs" / "migration.md"
 
 
-def _python_blocks(text: str) -> list[str]:
-    """The runnable ```python blocks of a Markdown text (not the illustrations), dedented."""
-    import re
-    import textwrap
-
-    fence = re.compile(r"^([ \t]*)```python[ \t]*\n(.*?)^\1```[ \t]*$", re.MULTILINE | re.DOTALL)
-    return [textwrap.dedent(m.group(2)) for m in fence.finditer(text)]
-
-
-def test_every_python_block_of_the_migration_guide_runs() -> None:
-    blocks = _python_blocks(MIGRATION_DOC.read_text(encoding="utf-8"))
-    assert blocks
-    for block in blocks:
-        exec(compile(block, str(MIGRATION_DOC), "exec"), {})
-
-
 def test_the_migration_guide_lists_every_translated_class() -> None:
     from eventrouter.config.migrate import ROWS
 
