@@ -1,10 +1,8 @@
 """eventrouter: route application events through processors to backends.
 
-    from eventrouter import tracker
-    tracker.register_tracker(eventrouter.load("routing.yaml"))
-    tracker.emit("video.played", {"video_id": "intro"})
-
-Since 0.1.
+from eventrouter import tracker
+tracker.register_tracker(eventrouter.load("routing.yaml"))
+tracker.emit("video.played", {"video_id": "intro"})
 """
 
 from __future__ import annotations

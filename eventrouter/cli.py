@@ -1,9 +1,13 @@
 """The ``eventrouter`` command: ``validate``, ``tree``, ``route``, ``replay`` and ``worker``.
 
-Exit status: 0 when everything went well; 1 when ``route`` skipped malformed lines or a
-backend failed to deliver, or ``replay`` could not deliver everything; 2 for an invalid
-configuration or a usage error; 128 + the signal (130 for Ctrl-C, 143 for SIGTERM) when
-interrupted (after flushing and printing the summary).
+Exit status: 0 when everything went well; 1 when ``route`` skipped malformed lines, a
+processor raised or a backend failed to deliver, or ``replay`` could not deliver everything;
+2 for an invalid configuration or a usage error; 128 + the signal (130 for Ctrl-C, 143 for
+SIGTERM) when interrupted (after flushing and printing the summary).
+
+Modules are imported from the current directory as ``python -m eventrouter`` does (a
+``myapp.tracking.add_site`` in the configuration is found in ``./myapp``). Values taken from
+the environment never appear in the command's log lines.
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import signal
+import stat
 import sys
 import threading
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -26,6 +33,8 @@ from rich.text import Text
 from rich.tree import Tree
 
 from eventrouter.config import ConfigNode, ConfigTree, build, read_config
+from eventrouter.config.quiet import quiet_third_party_loggers
+from eventrouter.config.secrets import scrub
 from eventrouter.errors import ConfigError, EventRouterError
 
 __all__ = ["main"]
@@ -35,6 +44,8 @@ EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 MAX_REPORTED_LINES = 20
+MAX_LINE_BYTES = 16 * 1024 * 1024
+"""The longest JSON line ``route`` reads; a longer one is skipped (and read past)."""
 _SHOWN_OPTIONS = ("path", "logger_name", "uri", "database", "collection", "allow", "block")
 
 
@@ -43,17 +54,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Args:
         argv: the arguments (without the program name); defaults to ``sys.argv[1:]``.
-
-    Since 0.1.
     """
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    _setup_logging(args.verbose)
+    level = logging.getLogger("eventrouter").level
+    handler = _setup_logging(verbose=args.verbose, debug=args.debug)
+    args.console = next(f for f in handler.filters if isinstance(f, _ConsoleFilter))
     _signals_received.clear()
     previous = _on_sigterm_interrupt() if args.run in (_route, _replay) else None
+    cwd = _import_from_current_directory()
     try:
         status: int = args.run(args)
     except ConfigError as exc:
@@ -65,12 +77,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("eventrouter: interrupted", file=sys.stderr)
         return _interrupted_status()
+    except (MemoryError, RecursionError) as exc:
+        print(
+            f"eventrouter: error: {type(exc).__name__}: the input is too large or too deeply "
+            "nested",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except Exception as exc:  # a bug: one line (a message could quote data); --debug: frames
+        print(
+            f"eventrouter: internal error: {type(exc).__name__} at {_innermost(exc)} "
+            "(run with --debug to see where it came from)",
+            file=sys.stderr,
+        )
+        if args.debug:
+            print(_frames(exc), file=sys.stderr)
+        return EXIT_USAGE
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if cwd is not None and cwd in sys.path:
+            sys.path.remove(cwd)
+        logging.getLogger("eventrouter").removeHandler(handler)
+        logging.getLogger("eventrouter").setLevel(level)
     if status == EXIT_INTERRUPTED:
         status = _interrupted_status()
     return status
+
+
+def _import_from_current_directory() -> str | None:
+    """Put the current directory first on ``sys.path``, as ``python -m`` and gunicorn do;
+    return what was added (``None``: it was there already)."""
+    cwd = os.getcwd()
+    if "" in sys.path or cwd in sys.path:
+        return None
+    sys.path.insert(0, cwd)
+    return cwd
+
+
+def _innermost(exc: BaseException) -> str:
+    """``file:line`` where ``exc`` was raised."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+
+
+def _frames(exc: BaseException) -> str:
+    """The frames ``exc`` passed through, innermost last, without its message (which can
+    quote event data)."""
+    lines = [f"  {type(exc).__name__} raised through:"]
+    for frame in traceback.extract_tb(exc.__traceback__):
+        lines.append(f"    {frame.filename}:{frame.lineno} in {frame.name}")
+    return "\n".join(lines)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -101,8 +158,18 @@ def _parser() -> argparse.ArgumentParser:
         prog="eventrouter",
         description="Validate, draw and run eventrouter routing trees.",
     )
+    parser.add_argument("--version", action="version", version=f"eventrouter {_version()}")
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log informational messages to stderr"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log informational messages to stderr, and the frames of the first failure of "
+        "each processor (where, never the event)",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="as -v, and eventrouter's debug messages; an internal error shows its frames",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -210,21 +277,80 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _HideEvents(logging.Filter):
-    """Keep the logger backend's own records (event lines) off the console."""
+def _version() -> str:
+    from eventrouter import __version__
+
+    return __version__
+
+
+class _ConsoleFilter(logging.Filter):
+    """What the command's stderr shows of eventrouter's log records.
+
+    Keeps the logger backend's own records (event lines) off the console; shows a failing
+    processor's error line and frames (a DEBUG record) only for its first failure, unless
+    ``--debug``; and removes every value that came from the environment (see
+    :meth:`hide_values_of`).
+    """
+
+    def __init__(self, *, debug: bool) -> None:
+        super().__init__()
+        self.debug = debug
+        self.frames_seen: set[str] = set()
+        self.failures_seen: set[str] = set()
+        self.secrets: list[tuple[dict[str, Any], set[str]]] = []
+
+    def hide_values_of(self, config: ConfigTree) -> None:
+        """Scrub the environment-derived (and secret) option values of ``config``."""
+        for node in config.walk():
+            if node.written or node.options:
+                self.secrets.append((node.options, set(node.written)))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.name.startswith("eventrouter.events")
+        if record.name.startswith("eventrouter.events"):
+            return False
+        if not self.debug and str(record.msg).startswith("processor %s failed"):
+            # once per processor and exception type; the summary counts every one
+            args = record.args if isinstance(record.args, tuple) else ()
+            key = repr(args[:1] + args[2:3])  # the processor and the exception's type
+            if key in self.failures_seen:
+                return False
+            self.failures_seen.add(key)
+        if record.levelno == logging.DEBUG and not self.debug:
+            if not str(record.msg).endswith("raised through: %s"):
+                return False
+            key = str(record.args)
+            if key in self.frames_seen:
+                return False
+            self.frames_seen.add(key)
+        if self.secrets:
+            message = record.getMessage()
+            for options, written in self.secrets:
+                message = scrub(message, options, written)
+            record.msg, record.args = message, None
+        return True
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(*, verbose: bool, debug: bool) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("eventrouter: %(levelname)s: %(message)s"))
-    handler.addFilter(_HideEvents())
-    handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    handler.addFilter(_ConsoleFilter(debug=debug))
+    level = logging.DEBUG if (verbose or debug) else logging.WARNING
+    handler.setLevel(level)
     logger = logging.getLogger("eventrouter")
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.setLevel(level)
+    quiet_third_party_loggers()
+    return handler
+
+
+def _read_config(args: argparse.Namespace) -> ConfigTree:
+    """Read and validate ``args.config``; its environment values are hidden from the
+    command's log lines."""
+    config = read_config(args.config)
+    console: _ConsoleFilter | None = getattr(args, "console", None)
+    if console is not None:
+        console.hide_values_of(config)
+    return config
 
 
 def _stdout() -> Console:
@@ -238,7 +364,7 @@ def _stdout() -> Console:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    tree = read_config(args.config)
+    tree = _read_config(args)
     origin = " (translated from event-tracking settings)" if tree.migrated else ""
     print(f"{args.config}: valid{origin}: {tree.summary()}")
     for note in tree.notes:
@@ -298,7 +424,7 @@ def _add_children(
 
 
 def _tree(args: argparse.Namespace) -> int:
-    config = read_config(args.config)
+    config = _read_config(args)
     root = Tree(Text(f"{args.config} (root router)", style="bold"))
     _add_children(root, config.processors, config.backends)
     console = _stdout()
@@ -372,19 +498,58 @@ def _timestamp(value: Any) -> dt.datetime | None:
         raise _Malformed("`timestamp` must be an ISO 8601 string or a number of seconds")
     try:
         if isinstance(value, str):
-            return dt.datetime.fromisoformat(value)
+            parsed = dt.datetime.fromisoformat(value)
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=dt.UTC)
+            return parsed.astimezone(dt.UTC)  # out of range in UTC: refused here, not later
         return dt.datetime.fromtimestamp(value, dt.UTC)
     except (ValueError, OverflowError, OSError):
-        raise _Malformed("`timestamp` is not a valid ISO 8601 date and time") from None
+        raise _Malformed(
+            "`timestamp` is not a valid ISO 8601 date and time between the years 1 and 9999 in UTC"
+        ) from None
 
 
-def _lines(stream: IO[bytes]) -> Iterator[bytes]:
-    yield from stream
+def _check_events_file(path: str) -> None:
+    """Refuse a directory or a device (``/dev/zero`` never ends, and has no lines); a FIFO
+    is read like standard input."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise EventRouterError(f"{path}: is a directory: give a JSON-lines file, or '-'")
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise EventRouterError(
+            f"{path}: is a device: give a JSON-lines file, or '-' to read standard input"
+        )
+
+
+@dataclass(frozen=True)
+class _TooLong:
+    """Stands for a line longer than :data:`MAX_LINE_BYTES` (read past, not kept)."""
+
+    size: int
+
+
+def _lines(stream: IO[bytes]) -> Iterator[bytes | _TooLong]:
+    """The lines of ``stream``; a line longer than :data:`MAX_LINE_BYTES` is read past in
+    pieces and given as :class:`_TooLong`, so that no line needs more memory than that."""
+    while True:
+        line = stream.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if len(line) <= MAX_LINE_BYTES:
+            yield line
+            continue
+        size = len(line)
+        while line and not line.endswith(b"\n"):
+            line = stream.readline(MAX_LINE_BYTES)
+            size += len(line)
+        yield _TooLong(size)
 
 
 def _route(args: argparse.Namespace) -> int:
-    config = read_config(args.config)
+    config = _read_config(args)
     source_name = "<stdin>" if args.events == "-" else args.events
+    if args.events != "-":
+        _check_events_file(args.events)
     stream: IO[bytes] = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")  # noqa: SIM115
     try:
         tracker = build(config)
@@ -417,10 +582,27 @@ def _route(args: argparse.Namespace) -> int:
     if hidden > 0:
         print(f"{source_name}: ... and {hidden} more malformed lines", file=sys.stderr)
     failed = _print_summary(config, stats, counts, source_name)
+    processor_errors = _processor_errors(stats)
+    if processor_errors and not (args.verbose or args.debug):
+        print(
+            f"eventrouter: {processor_errors} processor error(s), the first of each processor "
+            "shown above: run with -v to see the frames it failed in",
+            file=sys.stderr,
+        )
     if interrupted:
         print(f"eventrouter: interrupted after {counts.read} lines", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_PROBLEMS if counts.rejected or failed else EXIT_OK
+    return EXIT_PROBLEMS if counts.rejected or failed or processor_errors else EXIT_OK
+
+
+def _processor_errors(stats: Mapping[str, Any]) -> int:
+    """The processor errors of a router's stats and of every router below it."""
+    total = int(stats.get("processor_errors") or 0)
+    for entry in (stats.get("backends") or {}).values():
+        child = entry.get("stats") if isinstance(entry, Mapping) else None
+        if isinstance(child, Mapping) and "processor_errors" in child:
+            total += _processor_errors(child)
+    return total
 
 
 def _route_with_progress(
@@ -447,6 +629,12 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 
 def _route_stream(stream: IO[bytes], tracker: Any, counts: _RouteCounts, advance: Any) -> None:
     for number, raw in enumerate(_lines(stream), start=1):
+        if isinstance(raw, _TooLong):
+            if advance is not None:
+                advance(raw.size)
+            counts.read += 1
+            _reject(counts, number, f"longer than {MAX_LINE_BYTES} bytes ({raw.size} bytes)")
+            continue
         if advance is not None:
             advance(len(raw))
         text = raw.strip()
@@ -457,13 +645,20 @@ def _route_stream(stream: IO[bytes], tracker: Any, counts: _RouteCounts, advance
         counts.read += 1
         try:
             event = _parse_line(text.decode("utf-8"))
-        except UnicodeDecodeError:
-            _reject(counts, number, "not UTF-8 text")
+        except UnicodeDecodeError as exc:
+            _reject(counts, number, f"not UTF-8 text (at column {exc.start + 1})")
             continue
-        except (_Malformed, TypeError, ValueError) as exc:
+        except _Malformed as exc:
             _reject(counts, number, str(exc))
             continue
-        tracker.send(event)
+        except Exception as exc:  # its message could quote the line: name the type only
+            _reject(counts, number, f"cannot be read as an event ({type(exc).__name__})")
+            continue
+        try:
+            tracker.send(event)
+        except Exception as exc:  # one bad line never stops the rest
+            _reject(counts, number, f"could not be routed ({type(exc).__name__})")
+            continue
         counts.routed += 1
 
 
@@ -515,8 +710,7 @@ def _print_summary(
     totals.add_row("rejected (malformed)", str(counts.rejected))
     totals.add_row("routed", str(counts.routed))
     totals.add_row("vetoed at the root", str(stats.get("vetoed", 0)))
-    if stats.get("processor_errors"):
-        totals.add_row("processor errors at the root", str(stats["processor_errors"]))
+    totals.add_row("processor errors (all routers)", str(_processor_errors(stats)))
     console.print(totals)
 
     table = Table(title="backends", title_justify="left")
@@ -550,7 +744,7 @@ def _print_summary(
 def _replay(args: argparse.Namespace) -> int:
     from eventrouter import replay as replaying
 
-    config = read_config(args.config)
+    config = _read_config(args)
     tracker = build(config)
     try:
         if args.only and replaying.resolve(tracker.router, args.only) is None:

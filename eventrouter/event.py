@@ -89,8 +89,6 @@ def build_event(
     Raises:
         TypeError: an argument has the wrong type; the message names the argument.
         ValueError: ``name`` is empty.
-
-    Since 0.1.
     """
     if type(name) is not str:
         if not isinstance(name, str):
@@ -142,8 +140,6 @@ def copy_event(event: Any) -> Any:
 
     Two references to the same list inside the event become two equal lists in the fast
     path (as JSON would make them); cyclic or very deep events keep their sharing exactly.
-
-    Since 0.1.
     """
     try:
         return _copy_fast(event, 0)

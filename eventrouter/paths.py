@@ -21,8 +21,6 @@ the rules are the same everywhere:
 
 Parse a path once with :func:`parse_path` (at construction time); the operations take the
 parsed tuple so that the per-event work is a plain loop with no string handling.
-
-Since 0.1.
 """
 
 from __future__ import annotations
@@ -57,11 +55,11 @@ class _Missing(enum.Enum):
 
 MISSING: Final = _Missing.MISSING
 """Returned by :func:`get_path` and :func:`pop_path` when the path is absent (and no default
-is given). Test for it with ``is MISSING``; it is falsy. Since 0.1."""
+is given). Test for it with ``is MISSING``; it is falsy."""
 
 
 class Segment(NamedTuple):
-    """One step of a parsed path. Since 0.1.
+    """One step of a parsed path.
 
     Attributes:
         key: the mapping key this step looks up.
@@ -74,7 +72,7 @@ class Segment(NamedTuple):
 
 
 ParsedPath: TypeAlias = tuple[Segment, ...]
-"""A path parsed by :func:`parse_path`. Since 0.1."""
+"""A path parsed by :func:`parse_path`."""
 
 
 def _segment(key: str) -> Segment:
@@ -95,8 +93,6 @@ def parse_path(path: str | Sequence[str]) -> ParsedPath:
         TypeError: ``path`` is neither a string nor a sequence of strings.
         ValueError: the path is empty, has an empty segment or a bad backslash escape; the
             message names the path.
-
-    Since 0.1.
     """
     if isinstance(path, str):
         keys = _split(path)
@@ -142,7 +138,7 @@ def format_path(path: ParsedPath | Sequence[str | int]) -> str:
 
     Accepts a parsed path or a plain sequence of keys and indexes (as found in
     e.g. ``jsonschema`` error locations). ``format_path(parse_path(s)) == s`` for any valid
-    path ``s``. Since 0.1.
+    path ``s``.
     """
     parts = []
     for step in path:
@@ -154,7 +150,7 @@ def format_path(path: ParsedPath | Sequence[str | int]) -> str:
 def get_path(obj: Any, path: ParsedPath, default: Any = MISSING) -> Any:
     """Return the value at ``path`` inside ``obj``, or ``default`` when it is absent.
 
-    Never raises for a missing or unreachable value. Since 0.1.
+    Never raises for a missing or unreachable value.
 
     Args:
         obj: the event (or any nested mapping / list).
@@ -184,7 +180,7 @@ def get_path(obj: Any, path: ParsedPath, default: Any = MISSING) -> Any:
 
 
 def has_path(obj: Any, path: ParsedPath) -> bool:
-    """Whether ``path`` is present inside ``obj`` (a present ``None`` counts). Since 0.1."""
+    """Whether ``path`` is present inside ``obj`` (a present ``None`` counts)."""
     return get_path(obj, path) is not MISSING
 
 
@@ -205,8 +201,6 @@ def set_path(obj: Any, path: ParsedPath, value: Any) -> None:
         TypeError: a value on the way exists but is neither a mutable mapping nor a list the
             segment can index (e.g. ``data.x.y`` where ``data.x`` is a string).
         IndexError: a list index is past the end of the list (lists are never extended).
-
-    Since 0.1.
     """
     current = obj
     last = len(path) - 1
@@ -242,7 +236,6 @@ def pop_path(obj: Any, path: ParsedPath, default: Any = MISSING) -> Any:
 
     A list index removes the element (the following elements shift down). Values inside
     immutable containers (tuples, read-only mappings) cannot be removed: ``TypeError``.
-    Since 0.1.
     """
     parent = _parent(obj, path)
     key, index = path[-1]
@@ -264,5 +257,5 @@ def pop_path(obj: Any, path: ParsedPath, default: Any = MISSING) -> Any:
 
 
 def delete_path(obj: Any, path: ParsedPath) -> bool:
-    """Remove the value at ``path``; return whether there was one. Since 0.1."""
+    """Remove the value at ``path``; return whether there was one."""
     return pop_path(obj, path) is not MISSING

@@ -25,8 +25,6 @@ names it. Matching is case-sensitive unless ``ignore_case=True``.
 What is matched is not always a dotted name: dictionary keys (``Redact``'s key patterns) are
 matched with ``dotted=False``, where ``*`` matches any run of characters, dots included
 (``*password*`` matches ``user.password``), and ``#`` is literal.
-
-Since 0.1.
 """
 
 from __future__ import annotations
@@ -121,8 +119,6 @@ class NamePattern:
     Attributes:
         text: the pattern as written.
         kind: ``"exact"``, ``"topic"``, ``"glob"`` (``dotted=False``) or ``"regex"``.
-
-    Since 0.1.
     """
 
     __slots__ = ("_exact", "_regex", "kind", "text")
@@ -176,8 +172,6 @@ class PatternSet:
     Raises:
         TypeError: ``patterns`` is a string or holds a non-string.
         ValueError: a pattern is invalid (the message names it).
-
-    Since 0.1.
     """
 
     __slots__ = ("_cache", "_cache_size", "_combined", "_exact", "_regexes", "patterns")

@@ -86,8 +86,6 @@ def _declared(kind: Kind) -> dict[str, _Declared]:
 def refresh() -> None:
     """Forget the short names read from entry points, so the next lookup scans them again
     (after installing a package that declares some, in a running process).
-
-    Since 0.1.
     """
     _declared.cache_clear()
 
@@ -97,8 +95,6 @@ def known_names(kind: Kind) -> list[str]:
 
     Args:
         kind: ``"backend"`` or ``"processor"``.
-
-    Since 0.1.
     """
     return sorted(_declared(kind))
 
@@ -109,8 +105,6 @@ def suggest(name: str, candidates: list[str] | tuple[str, ...]) -> str:
     Args:
         name: what was written.
         candidates: what would have been valid.
-
-    Since 0.1.
     """
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -140,8 +134,6 @@ def import_path(path: str) -> object:
         UnknownNameError: the module or the attribute does not exist (with a suggestion).
         MissingExtraError: the module needs an optional package that is not installed.
         ImportError: importing the module failed for another reason.
-
-    Since 0.1.
     """
     module_name, attr = _split(path)
     if not module_name or not attr:
@@ -179,8 +171,6 @@ def resolve(kind: Kind, name: str) -> object:
             does not import.
         MissingExtraError: the class needs an optional package that is not installed.
         ImportError: importing the module failed for another reason.
-
-    Since 0.1.
     """
     if "." in name or ":" in name:
         return import_path(name)

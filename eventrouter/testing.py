@@ -58,8 +58,6 @@ def capture_events(
     Yields:
         The list the emitted envelopes are appended to (copies, as emitted: before any
         processor runs).
-
-    Since 0.1.
     """
     events: list[Event] = []
     temporary: str | None = None

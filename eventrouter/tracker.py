@@ -52,8 +52,6 @@ class Tracker:
         dead_letter: the root router's dead-letter file (see :class:`RoutingBackend`).
         router: an already built root router, instead of ``backends``/``processors``
             (used by :func:`eventrouter.load`).
-
-    Since 0.1.
     """
 
     def __init__(

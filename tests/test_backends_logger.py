@@ -260,8 +260,11 @@ def test_logger_mode_respects_the_level(
     captured_logger: tuple[logging.Logger, io.StringIO],
 ) -> None:
     logger, stream = captured_logger
-    LoggerBackend(logger_name=logger.name, level="debug").send(event())
+    LoggerBackend(logger_name=logger.name, level="debug").send(event("below.level"))
     assert stream.getvalue() == ""
+    LoggerBackend(logger_name=logger.name, level="warning").send(event("at.level"))
+    (line,) = stream.getvalue().splitlines()  # the same mode writes what the level lets by
+    assert json.loads(line)["name"] == "at.level"
 
 
 def test_events_below_the_loggers_level_are_counted_as_suppressed(

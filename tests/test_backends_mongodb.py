@@ -53,6 +53,7 @@ def backend(mongo_uri: str, collection_name: str) -> Iterator[MongoBackend]:
     instance.close()
 
 
+@pytest.mark.peers
 def test_send_stores_the_event_with_its_id_as__id(backend: MongoBackend, stored: Any) -> None:
     sent = event()
     backend.send(sent)
@@ -66,6 +67,7 @@ def test_send_stores_the_event_with_its_id_as__id(backend: MongoBackend, stored:
     assert "id" not in doc
 
 
+@pytest.mark.peers
 def test_send_batch_stores_every_event_once(backend: MongoBackend, stored: Any) -> None:
     events = [event(n=n) for n in range(250)]
     backend.send_batch(events)
@@ -73,6 +75,7 @@ def test_send_batch_stores_every_event_once(backend: MongoBackend, stored: Any) 
     assert {doc["_id"] for doc in stored.find({}, {"_id": 1})} == {e["id"] for e in events}
 
 
+@pytest.mark.peers
 def test_timestamp_is_stored_as_a_bson_date(backend: MongoBackend, stored: Any) -> None:
     sent = event()
     backend.send(sent)
@@ -81,6 +84,7 @@ def test_timestamp_is_stored_as_a_bson_date(backend: MongoBackend, stored: Any) 
     assert abs(timestamp - sent["timestamp"]) < dt.timedelta(milliseconds=1)
 
 
+@pytest.mark.peers
 def test_an_iso_timestamp_string_is_stored_as_a_date(backend: MongoBackend, stored: Any) -> None:
     sent = {**event(), "timestamp": "2024-05-01T12:00:00.250000+00:00"}
     backend.send(sent)
@@ -88,6 +92,7 @@ def test_an_iso_timestamp_string_is_stored_as_a_date(backend: MongoBackend, stor
     assert timestamp == dt.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=dt.UTC)
 
 
+@pytest.mark.peers
 def test_native_types_keep_their_types(backend: MongoBackend, stored: Any) -> None:
     sent = event(
         i=3, f=1.5, b=True, none=None, items=[1, "two"], nested={"k": [1]}, raw=b"\x00\x01"
@@ -105,6 +110,7 @@ def test_native_types_keep_their_types(backend: MongoBackend, stored: Any) -> No
     }
 
 
+@pytest.mark.peers
 def test_values_bson_cannot_hold_follow_the_json_encoding(
     backend: MongoBackend, stored: Any
 ) -> None:
@@ -129,6 +135,7 @@ def test_values_bson_cannot_hold_follow_the_json_encoding(
     assert backend.stats()["converted"] == 1
 
 
+@pytest.mark.peers
 def test_awkward_keys_are_kept(backend: MongoBackend, stored: Any) -> None:
     sent = event(placeholder=None)
     sent["data"] = {1: "int key", "a.b": "dotted", "$x": "dollar", None: "none key"}
@@ -137,6 +144,7 @@ def test_awkward_keys_are_kept(backend: MongoBackend, stored: Any) -> None:
     assert data == {"1": "int key", "a.b": "dotted", "$x": "dollar", "null": "none key"}
 
 
+@pytest.mark.peers
 def test_a_converted_key_that_collides_keeps_both_values(
     backend: MongoBackend, stored: Any
 ) -> None:
@@ -147,6 +155,7 @@ def test_a_converted_key_that_collides_keeps_both_values(
     assert data == {"1~int": "from int", "1": "from str"}
 
 
+@pytest.mark.peers
 def test_cyclic_data_is_stored_with_a_marker(backend: MongoBackend, stored: Any) -> None:
     sent = event()
     loop: dict[str, Any] = {"a": 1}
@@ -156,6 +165,7 @@ def test_cyclic_data_is_stored_with_a_marker(backend: MongoBackend, stored: Any)
     assert stored.find_one({"_id": sent["id"]})["data"] == {"a": 1, "again": "<cycle>"}
 
 
+@pytest.mark.peers
 def test_sending_does_not_modify_the_event(backend: MongoBackend) -> None:
     sent = event(tags={"a"})
     sent["data"][1] = "int key"
@@ -165,6 +175,7 @@ def test_sending_does_not_modify_the_event(backend: MongoBackend) -> None:
     assert sent == kept
 
 
+@pytest.mark.peers
 def test_resending_an_event_stores_it_once(backend: MongoBackend, stored: Any) -> None:
     sent = event()
     backend.send(sent)
@@ -174,6 +185,7 @@ def test_resending_an_event_stores_it_once(backend: MongoBackend, stored: Any) -
     assert backend.stats()["duplicates"] == 2
 
 
+@pytest.mark.peers
 def test_a_batch_partly_stored_already_stores_the_rest(backend: MongoBackend, stored: Any) -> None:
     events = [event(n=n) for n in range(10)]
     backend.send_batch(events[:4])
@@ -188,11 +200,13 @@ def index_keys(collection: Any) -> list[tuple[str, ...]]:
     )
 
 
+@pytest.mark.peers
 def test_indexes_on_name_and_timestamp_are_created(backend: MongoBackend, stored: Any) -> None:
     backend.send(event())
     assert index_keys(stored) == [("_id",), ("name",), ("timestamp",)]
 
 
+@pytest.mark.peers
 def test_existing_indexes_are_not_created_again(
     mongo_uri: str, collection_name: str, stored: Any
 ) -> None:
@@ -205,6 +219,7 @@ def test_existing_indexes_are_not_created_again(
     assert sorted(stored.index_information()) == names_before
 
 
+@pytest.mark.peers
 def test_writes_are_acknowledged_by_default(backend: MongoBackend) -> None:
     assert backend.write_concern.acknowledged
     assert backend.write_concern.document == {"w": 1}
@@ -281,6 +296,7 @@ def test_the_loader_reports_a_bad_client_option_with_its_line(tmp_path: Path) ->
 
 
 @needs_fork
+@pytest.mark.peers
 def test_a_forked_child_can_send_while_another_thread_held_the_lock_at_fork(
     backend: MongoBackend, stored: Any
 ) -> None:
@@ -301,6 +317,7 @@ def test_a_forked_child_can_send_while_another_thread_held_the_lock_at_fork(
 # -- event-tracking's attributes and indexes ----------------------------------------------
 
 
+@pytest.mark.peers
 def test_connection_database_and_collection_are_this_processs_pymongo_objects(
     backend: MongoBackend, stored: Any, collection_name: str
 ) -> None:
@@ -313,6 +330,7 @@ def test_connection_database_and_collection_are_this_processs_pymongo_objects(
     assert backend.connection is backend.connection  # one client, not one per access
 
 
+@pytest.mark.peers
 def test_event_tracking_indexes_are_time_descending_and_name(
     mongo_uri: str, collection_name: str, stored: Any
 ) -> None:
@@ -352,6 +370,7 @@ class CommandRecorder(monitoring.CommandListener):
         return [command for command in self.commands if name in command]
 
 
+@pytest.mark.peers
 def test_no_index_is_created_when_create_indexes_is_off(
     mongo_uri: str, collection_name: str, stored: Any
 ) -> None:
@@ -366,6 +385,7 @@ def test_no_index_is_created_when_create_indexes_is_off(
 # -- documents the server refuses ---------------------------------------------------------
 
 
+@pytest.mark.peers
 def test_a_document_the_server_refuses_fails_alone_and_the_rest_is_stored(
     backend: MongoBackend, stored: Any
 ) -> None:
@@ -381,6 +401,7 @@ def test_a_document_the_server_refuses_fails_alone_and_the_rest_is_stored(
     assert backend.stats()["rejected"] == 1
 
 
+@pytest.mark.peers
 def test_a_resent_event_is_a_duplicate_even_with_another_unique_index(
     backend: MongoBackend, stored: Any
 ) -> None:
@@ -394,6 +415,7 @@ def test_a_resent_event_is_a_duplicate_even_with_another_unique_index(
 # -- a server that stops, hangs or comes back ---------------------------------------------
 
 
+@pytest.mark.peers
 def test_a_server_stopped_mid_stream_and_restarted_loses_nothing(
     restartable_mongo: RestartableMongo,
 ) -> None:
@@ -469,6 +491,7 @@ def test_a_server_that_never_answers_raises_a_retryable_error(silent_server: int
     backend.close()
 
 
+@pytest.mark.peers
 def test_a_read_timeout_is_the_timeout_option(mongo_uri: str) -> None:
     backend = MongoBackend(uri=mongo_uri, timeout=2.5)
     assert backend.client_options["socketTimeoutMS"] == 2500
@@ -480,6 +503,7 @@ def test_a_read_timeout_is_the_timeout_option(mongo_uri: str) -> None:
 
 
 @needs_fork
+@pytest.mark.peers
 def test_forks_while_four_threads_send_store_every_event_once(
     backend: MongoBackend, stored: Any
 ) -> None:
@@ -547,6 +571,7 @@ def buffered(backend: MongoBackend, dead: Path) -> BufferedBackend:
     return node
 
 
+@pytest.mark.peers
 def test_buffered_server_down_then_up_stores_every_event_once(
     restartable_mongo: RestartableMongo, tmp_path: Path
 ) -> None:
@@ -577,6 +602,7 @@ def test_buffered_server_down_then_up_stores_every_event_once(
     assert node.stats()["delivered"] == 40
 
 
+@pytest.mark.peers
 def test_buffered_refused_document_is_dead_lettered_alone(
     backend: MongoBackend, stored: Any, tmp_path: Path
 ) -> None:

@@ -84,6 +84,7 @@ def message_ids(ingest: SegmentIngest) -> list[str]:
 # -- the messages -------------------------------------------------------------------------
 
 
+@pytest.mark.peers
 def test_a_batch_reaches_segment_as_track_messages_in_one_request(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -96,12 +97,14 @@ def test_a_batch_reaches_segment_as_track_messages_in_one_request(
     assert [m["messageId"] for m in messages] == [e["id"] for e in events]
 
 
+@pytest.mark.peers
 def test_send_posts_a_batch_of_one(make_backend: Factory, segment_ingest: SegmentIngest) -> None:
     sent = event()
     make_backend().send(sent)
     assert [r["body"]["batch"][0]["messageId"] for r in segment_ingest.requests] == [sent["id"]]
 
 
+@pytest.mark.peers
 def test_the_write_key_is_sent_as_basic_auth(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -111,12 +114,14 @@ def test_the_write_key_is_sent_as_basic_auth(
     assert request["body"]["writeKey"] == WRITE_KEY
 
 
+@pytest.mark.peers
 def test_gzip_compresses_the_body(make_backend: Factory, segment_ingest: SegmentIngest) -> None:
     make_backend(gzip=True).send(event())
     assert segment_ingest.requests[0]["headers"]["Content-Encoding"] == "gzip"
     assert len(segment_ingest.messages) == 1
 
 
+@pytest.mark.peers
 def test_user_id_comes_from_the_context_without_an_anonymous_id(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -126,6 +131,7 @@ def test_user_id_comes_from_the_context_without_an_anonymous_id(
     assert message["anonymousId"] is None  # event-tracking never sent one
 
 
+@pytest.mark.peers
 def test_events_without_a_user_are_skipped_counted_and_logged_once(
     make_backend: Factory, segment_ingest: SegmentIngest, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -139,6 +145,7 @@ def test_events_without_a_user_are_skipped_counted_and_logged_once(
     assert "user_id" in skips[0].getMessage()
 
 
+@pytest.mark.peers
 def test_a_batch_of_only_skipped_events_posts_nothing(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -146,6 +153,7 @@ def test_a_batch_of_only_skipped_events_posts_nothing(
     assert segment_ingest.arrived == 0
 
 
+@pytest.mark.peers
 def test_anonymous_sends_events_keyed_by_anonymous_id_or_session(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -159,6 +167,7 @@ def test_anonymous_sends_events_keyed_by_anonymous_id_or_session(
     ]
 
 
+@pytest.mark.peers
 def test_anonymous_gives_users_events_the_session_as_anonymous_id(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -167,6 +176,7 @@ def test_anonymous_gives_users_events_the_session_as_anonymous_id(
     assert (message["userId"], message["anonymousId"]) == ("5", "s-1")
 
 
+@pytest.mark.peers
 def test_ip_agent_and_google_analytics_id_go_into_segments_context(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -177,6 +187,7 @@ def test_ip_agent_and_google_analytics_id_go_into_segments_context(
     assert context["Google Analytics"] == {"clientId": "GA1"}
 
 
+@pytest.mark.peers
 def test_page_comes_from_page_path_and_referer(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -189,6 +200,7 @@ def test_page_comes_from_page_path_and_referer(
     }
 
 
+@pytest.mark.peers
 def test_page_url_is_built_from_host_and_path_when_page_is_absent(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -197,6 +209,7 @@ def test_page_url_is_built_from_host_and_path_when_page_is_absent(
     assert page == {"url": "https://courses.example.org/courses/x", "path": "/courses/x"}
 
 
+@pytest.mark.peers
 def test_properties_are_the_whole_event(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -211,6 +224,7 @@ def test_properties_are_the_whole_event(
     }
 
 
+@pytest.mark.peers
 def test_properties_keep_both_values_of_keys_that_become_the_same_string(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -219,12 +233,14 @@ def test_properties_keep_both_values_of_keys_that_become_the_same_string(
     assert segment_ingest.messages[0]["properties"]["data"] == {"1": "str key", "1~int": "int key"}
 
 
+@pytest.mark.peers
 def test_the_timestamp_is_the_events(make_backend: Factory, segment_ingest: SegmentIngest) -> None:
     sent = {**event(), "timestamp": dt.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=dt.UTC)}
     make_backend().send(sent)
     assert segment_ingest.messages[0]["timestamp"] == "2024-05-01T12:00:00.250+00:00"
 
 
+@pytest.mark.peers
 def test_sending_does_not_modify_the_event(make_backend: Factory) -> None:
     sent = event(user_id=1, host="h", path="/p")
     kept = copy.deepcopy(sent)
@@ -232,6 +248,7 @@ def test_sending_does_not_modify_the_event(make_backend: Factory) -> None:
     assert sent == kept
 
 
+@pytest.mark.peers
 def test_a_large_batch_is_posted_in_requests_within_segments_size_limit(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -247,6 +264,7 @@ def test_a_large_batch_is_posted_in_requests_within_segments_size_limit(
 # -- failures -----------------------------------------------------------------------------
 
 
+@pytest.mark.peers
 def test_a_5xx_answer_raises_a_retryable_error_and_is_not_retried_inside(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -258,6 +276,7 @@ def test_a_5xx_answer_raises_a_retryable_error_and_is_not_retried_inside(
     assert [r["status"] for r in segment_ingest.requests] == [500]  # the caller retries
 
 
+@pytest.mark.peers
 def test_a_429_answer_is_retryable_after_its_retry_after_seconds(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -268,6 +287,7 @@ def test_a_429_answer_is_retryable_after_its_retry_after_seconds(
     assert raised.value.retry_after == 7.0
 
 
+@pytest.mark.peers
 def test_a_retry_after_given_as_an_http_date_is_honoured(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -280,6 +300,7 @@ def test_a_retry_after_given_as_an_http_date_is_honoured(
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422, 501])
+@pytest.mark.peers
 def test_other_refusals_raise_a_permanent_error(
     make_backend: Factory, segment_ingest: SegmentIngest, status: int
 ) -> None:
@@ -290,6 +311,7 @@ def test_other_refusals_raise_a_permanent_error(
     assert str(status) in str(raised.value)
 
 
+@pytest.mark.peers
 def test_a_hanging_ingest_raises_a_retryable_error_when_the_timeout_fires(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -303,6 +325,7 @@ def test_a_hanging_ingest_raises_a_retryable_error_when_the_timeout_fires(
     assert "ReadTimeout" in str(raised.value)
 
 
+@pytest.mark.peers
 def test_a_reset_connection_raises_a_retryable_error(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -324,6 +347,7 @@ def test_an_ingest_that_is_down_raises_a_retryable_error(unused_port: int) -> No
     assert raised.value.retryable
 
 
+@pytest.mark.peers
 def test_a_message_over_segments_limit_fails_alone_and_the_rest_is_delivered(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -339,6 +363,7 @@ def test_a_message_over_segments_limit_fails_alone_and_the_rest_is_delivered(
     assert backend.stats()["rejected"] == 1
 
 
+@pytest.mark.peers
 def test_a_later_request_failing_reports_only_its_events(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -356,6 +381,7 @@ def test_a_later_request_failing_reports_only_its_events(
     assert message_ids(segment_ingest) == [e["id"] for e in events[:first]]
 
 
+@pytest.mark.peers
 def test_on_error_gets_the_exception_and_the_messages_of_a_failed_post(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -369,6 +395,7 @@ def test_on_error_gets_the_exception_and_the_messages_of_a_failed_post(
     assert [m["messageId"] for m in batch] == [sent["id"]]
 
 
+@pytest.mark.peers
 def test_a_failing_on_error_handler_is_logged_once_and_changes_nothing(
     make_backend: Factory, segment_ingest: SegmentIngest, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -389,6 +416,7 @@ def test_a_failing_on_error_handler_is_logged_once_and_changes_nothing(
 # -- settings from the analytics module ---------------------------------------------------
 
 
+@pytest.mark.peers
 def test_settings_not_given_are_read_from_segment_analytics_at_first_use(
     analytics_settings: types.SimpleNamespace, segment_ingest: SegmentIngest
 ) -> None:
@@ -405,6 +433,7 @@ def test_settings_not_given_are_read_from_segment_analytics_at_first_use(
     assert len(calls) == 1
 
 
+@pytest.mark.peers
 def test_the_analytics_module_of_analytics_python_is_read_too(
     analytics_settings: types.SimpleNamespace,
     segment_ingest: SegmentIngest,
@@ -418,6 +447,7 @@ def test_the_analytics_module_of_analytics_python_is_read_too(
     assert segment_ingest.requests[0]["headers"]["Authorization"] == basic_auth("legacy-key")
 
 
+@pytest.mark.peers
 def test_debug_from_the_analytics_module_turns_on_the_clients_debug_log(
     analytics_settings: types.SimpleNamespace, segment_ingest: SegmentIngest
 ) -> None:
@@ -434,6 +464,7 @@ def test_debug_from_the_analytics_module_turns_on_the_clients_debug_log(
         segment_log.handlers[:] = handlers
 
 
+@pytest.mark.peers
 def test_options_win_over_the_analytics_module(
     analytics_settings: types.SimpleNamespace, segment_ingest: SegmentIngest
 ) -> None:
@@ -444,6 +475,7 @@ def test_options_win_over_the_analytics_module(
     assert segment_ingest.requests[0]["headers"]["Authorization"] == basic_auth("option-key")
 
 
+@pytest.mark.peers
 def test_without_any_write_key_sending_fails_until_one_is_set(
     analytics_settings: types.SimpleNamespace, segment_ingest: SegmentIngest
 ) -> None:
@@ -554,6 +586,7 @@ def test_posts_go_through_the_proxies_given(
 # -- no background machinery --------------------------------------------------------------
 
 
+@pytest.mark.peers
 def test_no_consumer_thread_or_module_client_is_started(make_backend: Factory) -> None:
     backend = make_backend()
     backend.send_batch([event(), event()])
@@ -561,6 +594,7 @@ def test_no_consumer_thread_or_module_client_is_started(make_backend: Factory) -
     assert segment.analytics.default_client is None
 
 
+@pytest.mark.peers
 def test_close_closes_the_session_and_a_later_send_opens_a_new_one(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -598,6 +632,7 @@ def test_without_the_client_construction_names_the_extra(monkeypatch: pytest.Mon
 
 
 @needs_fork
+@pytest.mark.peers
 def test_forks_while_four_threads_send_deliver_every_event_once(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -647,6 +682,7 @@ def test_forks_while_four_threads_send_deliver_every_event_once(
 
 
 @needs_fork
+@pytest.mark.peers
 def test_a_forked_child_is_not_blocked_by_a_lock_held_in_the_parent(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
@@ -680,6 +716,7 @@ def buffered(backend: SegmentBackend, dead: Path) -> BufferedBackend:
     return node
 
 
+@pytest.mark.peers
 def test_buffered_ingest_down_then_up_delivers_every_event_once(
     make_backend: Factory, segment_ingest: SegmentIngest, tmp_path: Path
 ) -> None:
@@ -697,6 +734,7 @@ def test_buffered_ingest_down_then_up_delivers_every_event_once(
     assert node.stats()["delivered"] == 35
 
 
+@pytest.mark.peers
 def test_buffered_poison_message_is_split_out_and_dead_lettered(
     make_backend: Factory, segment_ingest: SegmentIngest, tmp_path: Path
 ) -> None:
@@ -719,6 +757,7 @@ def test_buffered_poison_message_is_split_out_and_dead_lettered(
     assert (stats["delivered"], stats["dead_lettered"]) == (9, 1)
 
 
+@pytest.mark.peers
 def test_buffered_ingest_always_failing_dead_letters_every_event_once(
     make_backend: Factory, segment_ingest: SegmentIngest, tmp_path: Path
 ) -> None:
@@ -744,6 +783,7 @@ def test_buffered_ingest_always_failing_dead_letters_every_event_once(
 
 
 @pytest.mark.parametrize(("header", "expected"), [("9999", 300.0), ("soon", None), ("0", 0.0)])
+@pytest.mark.peers
 def test_retry_after_is_capped_and_ignored_when_unreadable(
     make_backend: Factory, segment_ingest: SegmentIngest, header: str, expected: float | None
 ) -> None:
@@ -768,6 +808,7 @@ for n in range(count):
 """
 
 
+@pytest.mark.peers
 def test_events_queued_in_a_buffered_node_at_exit_are_delivered_once(
     segment_ingest: SegmentIngest, tmp_path: Path
 ) -> None:
@@ -777,6 +818,7 @@ def test_events_queued_in_a_buffered_node_at_exit_are_delivered_once(
     assert sorted(m["properties"]["data"]["n"] for m in segment_ingest.messages) == list(range(45))
 
 
+@pytest.mark.peers
 def test_a_yaml_segment_node_is_buffered_and_delivers_users_events_once(
     segment_ingest: SegmentIngest,
 ) -> None:

@@ -16,6 +16,8 @@ from eventrouter import build_event
 from eventrouter.backends.buffered import BufferedBackend
 from eventrouter.backends.mongodb import MongoBackend
 
+pytestmark = pytest.mark.peers  # a MongoDB-protocol server that stops and restarts
+
 
 class Server:
     """An nx-27017 on a file database, so a restart keeps what was stored."""

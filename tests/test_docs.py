@@ -114,7 +114,11 @@ def test_illustrations_are_few() -> None:
 
 @pytest.mark.parametrize(
     "page",
-    [p for p in PAGES if any(b.language in RUN and not b.illustration for b in blocks(p))],
+    [
+        pytest.param(p, marks=[pytest.mark.peers] if needs(p) else [])
+        for p in PAGES
+        if any(b.language in RUN and not b.illustration for b in blocks(p))
+    ],
     ids=lambda p: str(p.relative_to(ROOT)),
 )
 def test_the_pages_blocks_run(page: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:

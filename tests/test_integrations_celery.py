@@ -182,6 +182,7 @@ def worker(broker: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes
         log.close()
 
 
+@pytest.mark.peers
 def test_a_task_sent_from_a_view_runs_on_a_worker_with_the_requests_user(
     memory: MemoryBackend, worker: tuple[subprocess.Popen[bytes], Path]
 ) -> None:

@@ -124,6 +124,7 @@ def test_it_fails_closed_when_a_value_cannot_be_replaced(caplog: pytest.LogCaptu
 def test_the_event_is_redacted_in_place_and_returned() -> None:
     event = ev()
     assert Redact(["context.ip"])(event) is event
+    assert event["context"]["ip"] == "[REDACTED]"  # the caller's own dict, not only a copy
 
 
 # Property: whatever the shape, a value under a sensitive key never survives.

@@ -31,6 +31,8 @@ from eventrouter.errors import SubtreeMismatchError
 from eventrouter.event import build_event
 from eventrouter.worker import WorkerTree, celery_nodes
 
+pytestmark = pytest.mark.peers  # Redis, RabbitMQ and Celery workers
+
 TESTS = Path(__file__).parent
 REDIS_DB = 13
 WAIT = 90.0

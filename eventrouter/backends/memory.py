@@ -22,8 +22,6 @@ class MemoryBackend:
 
     The events are stored as received: a router hands its backends its own copy, so they are
     not affected by later processing elsewhere in the tree.
-
-    Since 0.1.
     """
 
     def __init__(self, max_events: int | None = None) -> None:

@@ -1,6 +1,6 @@
 """MongoDB: one document per event, written with pymongo.
 
-Needs the ``mongo`` extra (``pip install 'eventrouter[mongo]'``). Since 0.1.
+Needs the ``mongo`` extra (``pip install 'eventrouter[mongo]'``).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 2000
-"""How long a send waits for a reachable server unless told otherwise. Since 0.1."""
+"""How long a send waits for a reachable server unless told otherwise."""
 
 _INDEXED_FIELDS = ("name", "timestamp")
 _DUPLICATE_KEY = 11000
@@ -137,8 +137,6 @@ def to_document(event: Event) -> dict[str, Any]:
 
     Args:
         event: the event envelope.
-
-    Since 0.1.
     """
     converted: dict[str, Any] = walk(
         _document(event), _bson_leaf, key=_bson_key, max_depth=_MAX_DEPTH
@@ -252,6 +250,7 @@ class MongoBackend:
             )
         self.uri = uri
         self.database_name = database
+        self._path = "mongodb"
         self.collection_name = collection
         self.write_concern = WriteConcern(**dict(write_concern or {"w": 1}))
         self.create_indexes = create_indexes
@@ -320,10 +319,9 @@ class MongoBackend:
         except mongo_errors.OperationFailure as exc:
             # Not allowed (e.g. a user without createIndex): say so once and go on.
             log.warning(
-                "MongoDB backend: could not create the indexes on %s.%s (%s); create them "
-                "yourself: %s",
-                self.database_name,
-                self.collection_name,
+                "MongoDB backend %r: could not create the indexes of its collection (%s); "
+                "create them yourself: %s",
+                self._path,
                 type(exc).__name__,
                 INDEX_LAYOUTS[self.indexes],
             )
@@ -386,8 +384,7 @@ class MongoBackend:
         if rejected:
             self._count("rejected", len(rejected))
             raise PartialDeliveryError(
-                f"MongoDB backend ({self.database_name}.{self.collection_name}): "
-                f"{len(rejected)} of {len(events)} document(s) rejected",
+                f"MongoDB backend: {len(rejected)} of {len(events)} document(s) rejected",
                 failed=rejected,
             )
 
@@ -431,8 +428,8 @@ class MongoBackend:
             "writeConcernErrors"
         ):
             raise DeliveryError(
-                f"MongoDB backend ({self.database_name}.{self.collection_name}): the server "
-                f"could not take every document now, or not at the write concern",
+                "MongoDB backend: the server "
+                "could not take every document now, or not at the write concern",
                 retryable=True,
             ) from exc
         duplicate_ids = [docs[e["index"]].get("_id") for e in errors if e.get("code") == 11000]
@@ -482,11 +479,16 @@ class MongoBackend:
         else:
             reason = type(exc).__name__
         return DeliveryError(
-            f"MongoDB backend ({self.database_name}.{self.collection_name}): {reason}",
+            f"MongoDB backend: {reason}",
             retryable=retryable,
         )
 
     # -- hooks ------------------------------------------------------------------------------
+
+    def bind_path(self, path: str) -> None:
+        """Learn this node's dotted path, which log lines name instead of the database and
+        collection (those may come from the environment, and are never logged)."""
+        self._path = path
 
     def close(self) -> None:
         """Close this process's client (a later send opens a new one).

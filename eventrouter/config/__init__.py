@@ -72,8 +72,6 @@ def read_config(
 
     Raises:
         ConfigError: listing every problem found, each with file, line and dotted path.
-
-    Since 0.1.
     """
     environ = os.environ if env is None else env
     if isinstance(source, Mapping):
@@ -100,7 +98,5 @@ def load(
 
     Raises:
         ConfigError: the configuration is invalid, or a constructor refused its options.
-
-    Since 0.1.
     """
     return build(read_config(source, env=env))

@@ -14,6 +14,7 @@ from typing import Any
 
 from eventrouter._typecheck import kind_of, parse_bool
 from eventrouter.backends.buffered import BufferedBackend
+from eventrouter.config.checks import not_a_boolean
 from eventrouter.config.expand import Expander, Report
 from eventrouter.config.model import ConfigNode
 from eventrouter.config.read import UnsafeTag, key_line, value_line
@@ -67,8 +68,8 @@ def check_buffered(
         flag = parse_bool(text)
         if flag is None:
             if node.enabled:
-                shown = "the value from the environment" if from_env else repr(text)
-                report(f"expected true, false or a mapping of options, got {shown}", here, line)
+                expected = "expected true, false or a mapping of options"
+                report(not_a_boolean(value, text, from_env=from_env, expected=expected), here, line)
             return
         value = flag
     if isinstance(value, bool):

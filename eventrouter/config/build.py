@@ -11,6 +11,7 @@ from eventrouter.backends.routing import RoutingBackend
 from eventrouter.config.buffering import options_of_buffered
 from eventrouter.config.model import ConfigNode, ConfigTree
 from eventrouter.config.options import accepts, refusal
+from eventrouter.config.quiet import quiet_third_party_loggers
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.errors import ConfigError, ConfigIssue
 from eventrouter.tracker import Tracker
@@ -30,8 +31,10 @@ def build(tree: ConfigTree) -> Tracker:
     names the nodes (and the option, when the constructor raised
     :class:`~eventrouter.errors.OptionError`).
 
-    Since 0.1.
+    Third-party loggers that can print secrets or event data at DEBUG are set to INFO
+    unless the application set their level (see :mod:`eventrouter.config.quiet`).
     """
+    quiet_third_party_loggers()
     dead_letter = DeadLetterFile(tree.dead_letter) if tree.dead_letter else None
     builder = _Builder(tree.file, dead_letter)
     backends = builder.backends(tree.backends)

@@ -40,8 +40,6 @@ class ConfigNode:
         buffered: for a backend delivered from a worker thread, the options of its
             :class:`~eventrouter.backends.buffered.BufferedBackend` (``{}``: the defaults);
             ``None`` when it is not buffered.
-
-    Since 0.1.
     """
 
     path: str
@@ -99,8 +97,6 @@ class ConfigTree:
         notes: remarks made while reading (e.g. on the translation), safe to print.
         origins: for a translated configuration, the settings path and line each node path
             came from (errors name those); empty otherwise.
-
-    Since 0.1.
     """
 
     file: str | None

@@ -15,6 +15,7 @@ from typing import Any
 
 from eventrouter import registry
 from eventrouter._typecheck import Parameters, coerce_text, kind_of, mismatch, wants_callable
+from eventrouter.config.checks import ACCEPTED_BOOLEANS, empty_value, from_where
 from eventrouter.config.expand import MAX_OPTION_VALUES, Expander, Report, TooLargeError
 from eventrouter.config.model import ConfigNode, ConfigTree
 from eventrouter.config.read import key_line, line_of, line_within, value_line
@@ -93,6 +94,11 @@ class OptionChecker:
                 continue
             if from_env:
                 node.written[name] = value
+            if _empty(expanded) and (from_env or isinstance(value, str)):
+                required = params is not None and name in params.required
+                if required or is_secret_name(name):
+                    self.report(empty_value(name, value), here, line)
+                    continue
             hint = params.hints.get(name) if params is not None else None
             if hint is not None:
                 expanded = self._typed(expanded, hint, node, name, raw=value, line=line)
@@ -128,13 +134,19 @@ class OptionChecker:
         if not secret and isinstance(problem.got, str | int | float) and len(str(problem.got)) < 60:
             got += f" ({problem.got!r})"
         elif from_env:
-            got += " from the environment"
+            got += f" from {from_where(raw)}"
+            if "true or false" in problem.expected or "boolean" in problem.expected:
+                got += f" (accepted: {ACCEPTED_BOOLEANS})"
         self.report(
             f"expected {problem.expected}, got {got}",
             path + problem.where,
             line_within(raw, problem.steps, line),
         )
         return value
+
+
+def _empty(value: Any) -> bool:
+    return isinstance(value, str) and not value.strip()
 
 
 def refusal(node: ConfigNode, exc: Exception) -> tuple[str, str, int | None]:

@@ -13,9 +13,9 @@ containers (a configuration given as a mapping in code has no lines).
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -23,6 +23,8 @@ import yaml
 from eventrouter.errors import ConfigError, ConfigIssue
 
 __all__ = [
+    "MAX_CONFIG_BYTES",
+    "MAX_DEPTH",
     "LineDict",
     "LineList",
     "UnsafeTag",
@@ -34,6 +36,13 @@ __all__ = [
     "read_file",
     "value_line",
 ]
+
+
+MAX_CONFIG_BYTES = 8 * 1024 * 1024
+"""The largest configuration file read (a routing tree is a few kilobytes)."""
+
+MAX_DEPTH = 200
+"""The deepest nesting of mappings and lists a configuration may have."""
 
 
 class LineDict(dict[Any, Any]):
@@ -228,6 +237,9 @@ def load_yaml(text: str) -> tuple[Any, list[YamlProblem]]:
         as :class:`UnsafeTag`) and the problems found while reading. On a syntax error the
         data is ``None`` and the single problem names the line.
     """
+    too_deep = _too_deep(text)
+    if too_deep is not None:
+        return None, [too_deep]
     try:
         loader = _LineLoader(text)  # checks that every character is printable
     except yaml.reader.ReaderError as exc:
@@ -242,9 +254,70 @@ def load_yaml(text: str) -> tuple[Any, list[YamlProblem]]:
         return None, [YamlProblem(f"YAML syntax error: {problem}", line)]
     except yaml.YAMLError as exc:
         return None, [YamlProblem(f"YAML error: {exc}", None)]
+    except RecursionError:  # aliases nesting what _too_deep counted once
+        return None, [YamlProblem(f"nested more than {MAX_DEPTH} levels deep", None)]
     finally:
         loader.dispose()
     return data, loader.problems
+
+
+_EVENT_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser when PyYAML has it (the events are the same, faster)."""
+
+
+def _too_deep(text: str) -> YamlProblem | None:
+    """The problem of mappings and lists nested deeper than :data:`MAX_DEPTH` (where the
+    parser, which recurses, would fail), found by walking the parser's events, which does
+    not recurse; ``None`` when not too deep or not YAML (the loader then says why)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_EVENT_LOADER):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line = event.start_mark.line + 1 if event.start_mark is not None else None
+                    return YamlProblem(
+                        f"nested more than {MAX_DEPTH} levels deep: a routing configuration "
+                        "is a few levels of mappings and lists",
+                        line,
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return None
+    return None
+
+
+class _Refused(Exception):
+    """A file that is not read: not a regular file, or too large."""
+
+
+def _read_text(name: str) -> str:
+    """The text of a regular file of at most :data:`MAX_CONFIG_BYTES`.
+
+    A FIFO would block until someone writes to it and a device (``/dev/zero``) never ends:
+    both are refused before being opened.
+    """
+    mode = os.stat(name).st_mode
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a directory"
+            if stat.S_ISDIR(mode)
+            else "a FIFO (named pipe)"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file"
+        )
+        raise _Refused(f"cannot read the configuration from {kind}: give a YAML file")
+    with open(name, "rb") as handle:
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise _Refused(
+            f"the file is larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB: a routing "
+            "configuration is a few kilobytes"
+        )
+    return data.decode("utf-8")
 
 
 def read_file(file: str | os.PathLike[str]) -> tuple[Any, list[ConfigIssue]]:
@@ -255,16 +328,20 @@ def read_file(file: str | os.PathLike[str]) -> tuple[Any, list[ConfigIssue]]:
         issues naming the file and line.
 
     Raises:
-        ConfigError: the file cannot be read, is not UTF-8, is not YAML, or is empty.
+        ConfigError: the file cannot be read, is not a regular file, is too large, is not
+            UTF-8, is not YAML, or is empty.
     """
     name = os.fspath(file)
     try:
-        text = Path(name).read_text(encoding="utf-8")
+        text = _read_text(name)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ConfigError([ConfigIssue(f"cannot read the file: {reason}", "", name)]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([ConfigIssue("the file is not UTF-8 text", "", name)]) from None
+    except _Refused as exc:
+        raise ConfigError([ConfigIssue(str(exc), "", name)]) from None
+    except UnicodeDecodeError as exc:
+        where = f" (byte {exc.start + 1})"
+        raise ConfigError([ConfigIssue(f"the file is not UTF-8 text{where}", "", name)]) from None
     data, problems = load_yaml(text)
     issues = [ConfigIssue(p.message, "", name, p.line) for p in problems]
     if data is None and not issues:

@@ -34,8 +34,6 @@ def is_secret_name(name: str) -> bool:
     Secret names contain ``secret``, ``passw``, ``token``, ``credential`` or ``auth``, or have
     ``key`` as one of several words (``write_key``, ``api_key``, ``apiKey``, ``key_file``);
     ``key`` alone (``Sample``'s field path) is not a secret.
-
-    Since 0.1.
     """
     if _SECRET_PART.search(name):
         return True
@@ -92,8 +90,6 @@ def mask_uri(text: str) -> str:
     ``mongodb://user:pass@host`` (the password runs to the last ``@``, so it may hold ``/``
     or ``@``; userinfo without a ``:`` is hidden whole), and ``?password=***`` for query
     values whose names look secret (``password``, ``token``, ``tlsCertificateKeyFilePassword``).
-
-    Since 0.1.
     """
     return _URI.sub(_mask_one_uri, text)
 

@@ -15,6 +15,7 @@ from eventrouter import registry
 from eventrouter._typecheck import Parameters, kind_of, parse_bool
 from eventrouter.config import migrate as _migrate
 from eventrouter.config.buffering import check_buffered
+from eventrouter.config.checks import not_a_boolean, runtime_problems
 from eventrouter.config.expand import Expander
 from eventrouter.config.model import ConfigNode, ConfigTree
 from eventrouter.config.options import OptionChecker, construct_processors
@@ -322,8 +323,7 @@ class _Validator:
             if flag is not None:
                 return flag
             if parent_enabled:
-                shown = "the value from the environment" if from_env else repr(text)
-                self.issue(f"expected true or false, got {shown}", here, line)
+                self.issue(not_a_boolean(value, text, from_env=from_env), here, line)
             return True
         if parent_enabled:
             self.issue(f"expected true or false, got {kind_of(value)}", here, line)
@@ -383,6 +383,9 @@ class _Validator:
             node.called = False  # a plain function (or callable object) used as it is
             return node
         self.options.check(node, options, params, enabled=enabled)
+        if enabled:
+            for message in runtime_problems(node):
+                self.issue(message, class_path, class_line)
         return node
 
 

@@ -1,7 +1,4 @@
-"""Enrich: add fields to every event (static values, callables, or facts about the process).
-
-Since 0.1.
-"""
+"""Enrich: add fields to every event (static values, callables, or facts about the process)."""
 
 from __future__ import annotations
 
@@ -21,7 +18,7 @@ from eventrouter.typing import Event
 __all__ = ["SOURCES", "Enrich"]
 
 SOURCES = ("hostname", "pid", "version:<distribution>", "env:<NAME>", "env:<NAME>:-<default>")
-"""The forms accepted as values of ``Enrich(sources=...)``. Since 0.1."""
+"""The forms accepted as values of ``Enrich(sources=...)``."""
 
 _pid = os.getpid()
 
@@ -108,8 +105,6 @@ class Enrich:
     Raises:
         OptionError: a path is invalid, a source is unknown or cannot be read, or nothing is
             given to set (a :class:`ValueError` naming the option and the entry).
-
-    Since 0.1.
     """
 
     __slots__ = ("_steps", "overwrite")

@@ -10,8 +10,6 @@ or) and ``~`` (not)::
     )
 
 and expose the boolean test as ``predicate.test(event)``.
-
-Since 0.1.
 """
 
 from __future__ import annotations
@@ -43,7 +41,7 @@ __all__ = [
 class Predicate(abc.ABC):
     """A test on an event that is also a processor vetoing the events it rejects.
 
-    Subclasses implement :meth:`test`. Since 0.1.
+    Subclasses implement :meth:`test`.
     """
 
     __slots__ = ()
@@ -98,7 +96,7 @@ def _predicates(kind: type[And | Or], parts: Iterable[Predicate]) -> tuple[Predi
 class And(Predicate):
     """True when every predicate is true (evaluated in order, stopping at the first false).
 
-    Usually written ``a & b``. Since 0.1.
+    Usually written ``a & b``.
     """
 
     __slots__ = ("parts",)
@@ -119,7 +117,7 @@ class And(Predicate):
 class Or(Predicate):
     """True when any predicate is true (evaluated in order, stopping at the first true).
 
-    Usually written ``a | b``. Since 0.1.
+    Usually written ``a | b``.
     """
 
     __slots__ = ("parts",)
@@ -138,10 +136,7 @@ class Or(Predicate):
 
 
 class Xor(Predicate):
-    """True when exactly one of the two predicates is true. Usually written ``a ^ b``.
-
-    Since 0.1.
-    """
+    """True when exactly one of the two predicates is true. Usually written ``a ^ b``."""
 
     __slots__ = ("left", "right")
 
@@ -160,7 +155,7 @@ class Xor(Predicate):
 
 
 class Not(Predicate):
-    """True when the predicate is false. Usually written ``~a``. Since 0.1."""
+    """True when the predicate is false. Usually written ``~a``."""
 
     __slots__ = ("inner",)
 
@@ -189,8 +184,6 @@ class NameMatches(Predicate):
     Raises:
         TypeError: a pattern is not a string (pass patterns as separate arguments).
         ValueError: a pattern is invalid, or none is given.
-
-    Since 0.1.
     """
 
     __slots__ = ("_patterns",)
@@ -237,8 +230,6 @@ class NameFilter(Predicate):
             list); a :class:`TypeError`.
         OptionError: a pattern is invalid (the message names it, ``where`` holds its index);
             a :class:`ValueError`.
-
-    Since 0.1.
     """
 
     __slots__ = ("_allow", "_block")
@@ -265,8 +256,6 @@ class FieldExists(Predicate):
 
     Args:
         path: a dotted path such as ``context.user_id`` (see :mod:`eventrouter.paths`).
-
-    Since 0.1.
     """
 
     __slots__ = ("_path",)
@@ -290,8 +279,6 @@ class FieldEquals(Predicate):
     Args:
         path: a dotted path such as ``context.org_id``.
         value: the value to compare with.
-
-    Since 0.1.
     """
 
     __slots__ = ("_is_bool", "_path", "_value")
@@ -321,8 +308,6 @@ class FieldMatches(Predicate):
 
     Raises:
         ValueError: the path or the pattern is invalid.
-
-    Since 0.1.
     """
 
     __slots__ = ("_path", "_pattern")

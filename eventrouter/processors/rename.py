@@ -1,7 +1,4 @@
-"""Rename: move values between dotted paths.
-
-Since 0.1.
-"""
+"""Rename: move values between dotted paths."""
 
 from __future__ import annotations
 
@@ -45,8 +42,6 @@ class Rename:
         OptionError: a path is invalid, a source equals its destination, or ``fields`` is
             empty (a :class:`ValueError` naming the option and the entry).
         OptionTypeError: ``fields`` is not a mapping of strings (also a :class:`TypeError`).
-
-    Since 0.1.
     """
 
     __slots__ = ("_moves",)

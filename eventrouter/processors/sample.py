@@ -1,7 +1,4 @@
-"""Sample: keep a fraction of the events, at random or consistently per key.
-
-Since 0.1.
-"""
+"""Sample: keep a fraction of the events, at random or consistently per key."""
 
 from __future__ import annotations
 
@@ -35,7 +32,7 @@ def sample_point(value: Any, salt: str = "") -> int:
     ``Sample`` keeps an event when ``sample_point(key) < rate * 2**64``. It is the first 8
     bytes (big-endian) of the BLAKE2b digest of the value (strings as UTF-8, integers as their
     decimal digits, anything else as compact sorted JSON), keyed with ``salt``: stable across
-    processes, machines and Python versions. Since 0.1.
+    processes, machines and Python versions.
     """
     return _point(value, salt.encode())
 
@@ -66,8 +63,6 @@ class Sample:
         OptionError: ``rate`` is outside [0, 1], or the path or salt is invalid (a
             :class:`ValueError` naming the option).
         OptionTypeError: ``rate`` is not a number (also a :class:`TypeError`).
-
-    Since 0.1.
     """
 
     __slots__ = ("_key", "_salt", "_threshold", "rate")

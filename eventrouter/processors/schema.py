@@ -1,8 +1,6 @@
 """SchemaValidator: check events against JSON Schemas chosen by event name.
 
 Needs the ``jsonschema`` package: ``pip install 'eventrouter[schema]'``.
-
-Since 0.1.
 """
 
 from __future__ import annotations
@@ -23,10 +21,10 @@ __all__ = ["MAX_ERRORS", "ON_INVALID", "SchemaValidator"]
 logger = logging.getLogger(__name__)
 
 ON_INVALID = ("drop", "tag", "pass")
-"""The accepted values of ``on_invalid``. Since 0.1."""
+"""The accepted values of ``on_invalid``."""
 
 MAX_ERRORS = 20
-"""At most this many errors are recorded on an event by ``on_invalid="tag"``. Since 0.1."""
+"""At most this many errors are recorded on an event by ``on_invalid="tag"``."""
 
 _CACHE_SIZE = 1024
 
@@ -65,8 +63,6 @@ class SchemaValidator:
             ``on_invalid`` is not one of the three values (a :class:`ValueError` naming the
             option and the entry).
         OptionTypeError: a schema is not a mapping (also a :class:`TypeError`).
-
-    Since 0.1.
     """
 
     __slots__ = ("_cache", "_entries", "_path", "_tag_path", "on_invalid")

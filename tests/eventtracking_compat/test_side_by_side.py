@@ -296,6 +296,7 @@ def segment_view(message: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.usefixtures("stand_ins")
+@pytest.mark.peers
 def test_segment_receives_what_it_received_from_event_tracking(
     tracking_log: Lines, monkeypatch: pytest.MonkeyPatch, segment_ingest: Any
 ) -> None:

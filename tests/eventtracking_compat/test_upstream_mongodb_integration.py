@@ -5,6 +5,6 @@ import pytest
 
 from eventtracking_compat import shim
 
-pytestmark = pytest.mark.usefixtures("event_tracking_shim", "upstream_mongo")
+pytestmark = [pytest.mark.usefixtures("event_tracking_shim", "upstream_mongo"), pytest.mark.peers]
 
 globals().update(shim.load("backends/tests/test_mongodb_integration.py"))
