@@ -51,10 +51,11 @@ import contextlib
 import enum
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
 from blinker import ANY, NamedSignal
+from blinker.base import ANY_ID
 
 __all__ = [
     "SIGNALS",
@@ -139,8 +140,12 @@ class _Signal(NamedSignal):
         _recount()
         return result
 
-    def disconnect(self, receiver: Any, sender: Any = ANY) -> None:
-        super().disconnect(receiver, sender)
+    def _disconnect(self, receiver_id: Hashable, sender_id: Hashable) -> None:
+        # Every way out (disconnect, a weak receiver collected) ends here. A receiver left
+        # with no sender is removed, as blinker keeps it in ``receivers`` otherwise.
+        super()._disconnect(receiver_id, sender_id)
+        if sender_id != ANY_ID and not self._by_receiver.get(receiver_id):
+            super()._disconnect(receiver_id, ANY_ID)
         _recount()
 
 

@@ -344,7 +344,7 @@ class BufferedBackend:
             else:
                 reason = self._make_room(size)
             drops: list[Event] = []
-            if reason and _signals.dropped.receivers:
+            if reason and _signals.watched:
                 drops = self._dropped_events(reason, event)
             if not reason or reason == "drop_oldest":
                 self._queue.append((payload, size, now))
@@ -359,7 +359,9 @@ class BufferedBackend:
             return
         if reason in ("drop_oldest", "drop_newest"):  # logged outside the lock
             if drops:
-                self._notify(_signals.dropped, drops, reason=_signals.Reason(reason))
+                why = _signals.Reason(reason)
+                self._notify(_signals.failed, drops, reason=why)
+                self._notify(_signals.dropped, drops, reason=why)
             self._log_full(reason)
         else:
             self._reject(event, reason)
@@ -378,7 +380,7 @@ class BufferedBackend:
         room for the event, else the reason it cannot be queued."""
         if self.when_full == "drop_oldest":
             dropped = 0
-            keep = bool(_signals.dropped.receivers)
+            keep = _signals.watched
             self._overboard = []
             while self._queue and (
                 len(self._queue) >= self.max_queue or self._bytes + size > self.max_bytes
