@@ -5,63 +5,19 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from metrics_tree import run_tree
 
 from eventrouter import signals
-from eventrouter.backends.buffered import BufferedBackend
 from eventrouter.backends.memory import MemoryBackend
 from eventrouter.backends.routing import RoutingBackend
-from eventrouter.deadletter import DeadLetterFile, read_dead_letters
-from eventrouter.errors import DeliveryError, EventEmissionExit
+from eventrouter.deadletter import read_dead_letters
 from eventrouter.metrics import tree
-from eventrouter.tracker import Tracker
 from eventrouter.typing import Event
-
-WAIT = 60.0
-"""A bound only a bug reaches (tests never assert on timing)."""
-
-
-def veto_skipped(event: Event) -> None:
-    if event["name"].startswith("skip."):
-        raise EventEmissionExit
-
-
-class Exploding:
-    def send(self, event: Event) -> None:
-        raise RuntimeError("secret data must never reach a signal")
-
-
-class Gate:
-    """A batch backend that holds every call until released, then keeps the ids."""
-
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.ids: list[str] = []
-
-    def send(self, event: Event) -> None:
-        self.send_batch([event])
-
-    def send_batch(self, events: Sequence[Event]) -> None:
-        self.gate.wait(WAIT)
-        self.ids.extend(e["id"] for e in events)
-
-
-class Flaky:
-    """Fails the first call with a recoverable error; rejects ``poison`` events for good."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def send(self, event: Event) -> None:
-        self.calls += 1
-        if self.calls == 1:
-            raise DeliveryError("down for a moment")
-        if event["data"].get("poison"):
-            raise DeliveryError("rejected", retryable=False)
 
 
 class Record:
@@ -112,42 +68,6 @@ def record() -> Iterator[Record]:
         recorder.disconnect()
 
 
-def build_tree(dead_letter: DeadLetterFile) -> tuple[Tracker, Gate]:
-    """The tree of the issue: a vetoing filter, a failing backend, a buffered node with a
-    tiny queue that drops, one that dead-letters when full, one that retries and rejects."""
-    gate = Gate()
-    tiny = BufferedBackend(gate, max_queue=2, batch_size=1, when_full="drop_newest")
-    full = BufferedBackend(
-        Gate(), max_queue=1, batch_size=1, when_full="dead_letter", dead_letter=dead_letter
-    )
-    flaky = BufferedBackend(
-        Flaky(), batch_size=1, backoff=(0.0, 0.0), flush_interval=0.0, dead_letter=dead_letter
-    )
-    analytics = RoutingBackend(
-        {"tiny": tiny, "full": full, "flaky": flaky, "sink": MemoryBackend()},
-        processors=[veto_skipped],
-    )
-    tracker = Tracker(
-        {"archive": MemoryBackend(), "broken": Exploding(), "analytics": analytics},
-        processors=[veto_skipped],
-        dead_letter=dead_letter,
-    )
-    return tracker, gate
-
-
-def run_tree(tmp_path: Path) -> tuple[Tracker, DeadLetterFile]:
-    dead_letter = DeadLetterFile(tmp_path / "dead.jsonl")
-    tracker, gate = build_tree(dead_letter)
-    for i in range(12):
-        tracker.emit("video.play", {"i": i, "poison": i == 5})
-    tracker.emit("skip.me", {})
-    gate.gate.set()
-    full = tracker.router.backends["analytics"].backends["full"]
-    full.backend.gate.set()
-    tracker.close(WAIT)
-    return tracker, dead_letter
-
-
 def test_receivers_see_exactly_what_the_counters_count_per_node(
     tmp_path: Path, record: Record
 ) -> None:
@@ -190,8 +110,13 @@ def test_drops_are_signalled_under_the_stats_reason(tmp_path: Path, record: Reco
         if sender == "analytics.tiny"
         if name == "dropped"
     )
-    assert reasons == tiny["dropped"]
-    assert reasons["drop_newest"] > 0
+    assert reasons == tiny["dropped"] == {"drop_newest": 9}  # 1 in flight, 2 queued
+    full = collections.Counter(
+        reason
+        for name, sender, reason, _, _ in record.seen
+        if sender == "analytics.full" and name == "dead_lettered"
+    )
+    assert full == {"queue_full": 10}  # 1 in flight, 1 queued
 
 
 def test_failures_carry_the_error_type_and_permanence_never_the_message(

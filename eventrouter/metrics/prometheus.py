@@ -177,7 +177,7 @@ class TreeMirror:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         signals.delivered.connect(self._on_delivered)
-        _fork.register(self)
+        _fork.at_fork_in_child(self._after_fork_in_child, late=True)
         atexit.register(_sync_at_exit, weakref.ref(self))
         self.sync()
         self._start()
@@ -220,10 +220,21 @@ class TreeMirror:
                 self.sync()
 
     def _after_fork_in_child(self) -> None:
-        # The child keeps the parent's last counts (its stats() start from them), and
-        # prometheus_client starts its values afresh in files of the child's own pid.
+        # prometheus_client starts this process's values afresh, in files of its own pid;
+        # what stats() holds now (the parent's routers' counts, fresh buffered nodes) was
+        # the parent's to write, so it is the child's baseline.
         self._lock = threading.Lock()
+        if self._stop.is_set():
+            return
+        with contextlib.suppress(Exception):
+            self._last = self._baseline()
         self._start()
+
+    def _baseline(self) -> dict[tuple[str, tuple[str, str]], int]:
+        reading = tree.read(self.source.stats())
+        last = {("events", labels): value for labels, value in reading.events.items()}
+        last.update({("dropped", labels): value for labels, value in reading.dropped.items()})
+        return last
 
     def close(self) -> None:
         """Sync one last time and stop syncing."""
