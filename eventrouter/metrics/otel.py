@@ -18,8 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from opentelemetry import metrics as otel_metrics
-from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from eventrouter.errors import MissingExtraError
+
+try:
+    from opentelemetry import metrics as otel_metrics
+    from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+except ImportError as exc:  # pragma: no cover - the extra is installed in tests
+    raise MissingExtraError("eventrouter.metrics.otel", "otel", "opentelemetry-api") from exc
 
 from eventrouter import signals
 from eventrouter.backends.buffered import DELIVERY_BUCKETS

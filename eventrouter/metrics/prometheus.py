@@ -29,21 +29,28 @@ import weakref
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from prometheus_client import (
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    start_http_server,
-)
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.multiprocess import MultiProcessCollector
+from eventrouter.errors import MissingExtraError
+
+try:
+    from prometheus_client import (
+        REGISTRY,
+        CollectorRegistry,
+        Counter,
+        Gauge,
+        Histogram,
+        start_http_server,
+    )
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
+    from prometheus_client.multiprocess import MultiProcessCollector
+except ImportError as exc:  # pragma: no cover - the extra is installed in tests
+    raise MissingExtraError(
+        "eventrouter.metrics.prometheus", "prometheus", "prometheus-client"
+    ) from exc
 
 from eventrouter import _fork, signals
 from eventrouter.backends.buffered import DELIVERY_BUCKETS
