@@ -121,6 +121,22 @@ def measure(send: Callable[[Event], None], event: Event, events: int, repeat: in
     return min(samples) if repeat < 5 else statistics.median(sorted(samples)[: repeat // 2 + 1])
 
 
+def measure_with_receiver(event: Event, events: int, repeat: int) -> float:
+    """The same tree while a receiver listens to ``delivered`` (signals.watched is true)."""
+    from eventrouter import signals
+
+    heard = [0]
+
+    def count(sender: str, **kwargs: Any) -> None:
+        heard[0] += 1
+
+    signals.delivered.connect(count)
+    try:
+        return measure(build_eventrouter(), event, events, repeat)
+    finally:
+        signals.delivered.disconnect(count)
+
+
 def measure_build(count: int) -> float:
     """Seconds to build one router with ``count`` backends and route one event through it."""
     sinks = {f"backend{i:07}": Sink() for i in range(count)}
@@ -141,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, float] = {}
     results["hand-written"] = measure(build_hand_written(), event, args.events, args.repeat)
     results["eventrouter"] = measure(build_eventrouter(), event, args.events, args.repeat)
+    results["+ a receiver"] = measure_with_receiver(event, args.events, args.repeat)
     et = build_event_tracking()
     if et is not None:
         results["event-tracking"] = measure(et, event, args.events, args.repeat)

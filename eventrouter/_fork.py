@@ -38,6 +38,7 @@ class AfterFork(Protocol):
 
 _owners: weakref.WeakSet[Any] = weakref.WeakSet()
 _callbacks: list[Callable[[], None]] = []
+_late_callbacks: list[Callable[[], None]] = []
 
 
 def register(owner: LockOwner | AfterFork) -> None:
@@ -49,9 +50,13 @@ def register(owner: LockOwner | AfterFork) -> None:
     _owners.add(owner)
 
 
-def at_fork_in_child(callback: Callable[[], None]) -> None:
-    """Call ``callback()`` in every child process forked later (module-level state)."""
-    _callbacks.append(callback)
+def at_fork_in_child(callback: Callable[[], None], *, late: bool = False) -> None:
+    """Call ``callback()`` in every child process forked later (module-level state).
+
+    ``late`` callbacks run after every registered object has been reset, so they can read
+    the child's fresh state (the metrics exporter takes its baseline there).
+    """
+    (_late_callbacks if late else _callbacks).append(callback)
 
 
 def _in_child() -> None:
@@ -63,6 +68,8 @@ def _in_child() -> None:
             reset()
         else:
             owner._lock = threading.Lock()
+    for callback in list(_late_callbacks):
+        callback()
 
 
 if hasattr(os, "register_at_fork"):

@@ -209,6 +209,7 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument(
         "--no-progress", action="store_true", help="do not show a progress bar on a terminal"
     )
+    _metrics_options(route)
     route.set_defaults(run=_route)
 
     replay = commands.add_parser(
@@ -273,8 +274,24 @@ def _parser() -> argparse.ArgumentParser:
         help="where refused and undeliverable events go (default: the configuration's "
         "dead_letter, else eventrouter-worker.deadletter.jsonl)",
     )
+    _metrics_options(worker)
     worker.set_defaults(run=_worker)
     return parser
+
+
+def _metrics_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve Prometheus metrics on this port (needs eventrouter[prometheus])",
+    )
+    command.add_argument(
+        "--metrics-host",
+        default="0.0.0.0",
+        metavar="HOST",
+        help="the address the metrics are served on (default: every interface)",
+    )
 
 
 def _version() -> str:
@@ -440,12 +457,19 @@ def _worker(args: argparse.Namespace) -> int:
     from eventrouter import worker
 
     queues = [q for value in args.queue for q in value.split(",") if q]
+    metrics = None
+    if args.metrics_port is not None:  # prefork children count: sum them through files
+        from eventrouter.metrics import use_multiprocess_dir
+
+        use_multiprocess_dir()
+        metrics = (args.metrics_port, args.metrics_host)
     return worker.run(
         args.config,
         queues=queues,
         concurrency=args.concurrency,
         loglevel=args.loglevel,
         dead_letter=args.dead_letter,
+        metrics=metrics,
     )
 
 
@@ -557,6 +581,11 @@ def _route(args: argparse.Namespace) -> int:
         if stream is not sys.stdin.buffer:
             stream.close()
         raise
+    if args.metrics_port is not None:
+        from eventrouter.metrics import prometheus
+
+        prometheus.register(tracker, interval=1.0)
+        prometheus.serve(args.metrics_port, args.metrics_host)
     counts = _RouteCounts()
     interrupted = False
     err = Console(file=sys.stderr, highlight=False)

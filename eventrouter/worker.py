@@ -298,12 +298,21 @@ def run(
     loglevel: str = "INFO",
     dead_letter: str | None = None,
     out: TextIO | None = None,
+    metrics: tuple[int, str] | None = None,
 ) -> int:
     """Build the tree, print the banner and run a Celery worker until it is stopped.
+
+    ``metrics`` (port, host) serves the tree's Prometheus metrics, summed over the worker
+    processes (see :mod:`eventrouter.metrics.prometheus`).
 
     Returns the exit status (0 after a warm shutdown, such as on SIGTERM).
     """
     tree = WorkerTree.build(config, queues=queues, dead_letter=dead_letter)
+    if metrics is not None:
+        from eventrouter.metrics import prometheus
+
+        prometheus.register(tree.tracker, interval=1.0)
+        prometheus.serve(*metrics)
     print(banner(tree, config), file=out or sys.stdout, flush=True)
     app = make_app(tree)
     argv = [

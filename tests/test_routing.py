@@ -156,7 +156,13 @@ def test_a_raising_backend_between_two_good_ones_stops_neither() -> None:
     assert len(first.events) == 2
     assert len(last.events) == 2
     stats = router.stats()["backends"]
-    assert stats["b_broken"] == {"delivered": 0, "failed": 2, "vetoed": 0}
+    assert stats["b_broken"] == {
+        "delivered": 0,
+        "failed": 2,
+        "vetoed": 0,
+        "dead_lettered": 0,
+        "lost": 2,
+    }
     assert stats["a"]["delivered"] == 2
     assert stats["c"]["delivered"] == 2
 

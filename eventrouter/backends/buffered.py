@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from eventrouter import _fork, lifecycle
+from eventrouter import signals as _signals
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.encoding import dumps
 from eventrouter.errors import (
@@ -44,7 +45,7 @@ from eventrouter.errors import (
 )
 from eventrouter.typing import Backend, Event
 
-__all__ = ["WHEN_FULL", "BufferedBackend"]
+__all__ = ["DELIVERY_BUCKETS", "WHEN_FULL", "BufferedBackend"]
 
 log = logging.getLogger("eventrouter.buffered")
 
@@ -52,7 +53,24 @@ WHEN_FULL: Final = ("dead_letter", "block", "drop_oldest", "drop_newest")
 """What ``send`` may do with an event that does not fit in a full queue."""
 
 LOG_EVERY = 10.0
-"""Seconds between two log lines about a full queue (the events are all counted)."""
+"""Seconds between two log lines per node and reason about dropped, rejected or lost events
+(the events are all counted)."""
+
+DELIVERY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""Upper bounds (seconds) of the buckets of ``stats()["delivery_seconds"]``."""
+
+# The fixed reasons a buffered node writes as a dead letter's ``error``, as signal reasons.
+_REASONS: Final = {
+    "Closed": _signals.Reason.CLOSED,
+    "TooLarge": _signals.Reason.TOO_LARGE,
+    "QueueFull": _signals.Reason.QUEUE_FULL,
+    "Unencodable": _signals.Reason.UNENCODABLE,
+    "Undecodable": _signals.Reason.UNDECODABLE,
+    "InFlightAtClose": _signals.Reason.IN_FLIGHT_AT_CLOSE,
+}
+
+# A signal to send from the worker thread: (signal, events, keyword arguments).
+_Notice = tuple[Any, list[Event], dict[str, Any]]
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
@@ -101,6 +119,32 @@ class _Throttle:
         return held
 
 
+class _Timings:
+    """A histogram of backend call durations, in :data:`DELIVERY_BUCKETS` (cumulative)."""
+
+    __slots__ = ("count", "counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(DELIVERY_BUCKETS)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, seconds: float) -> None:
+        self.sum += seconds
+        self.count += 1
+        for index, bound in enumerate(DELIVERY_BUCKETS):
+            if seconds <= bound:
+                self.counts[index] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "bounds": list(DELIVERY_BUCKETS),
+            "counts": list(self.counts),
+            "sum": self.sum,
+            "count": self.count,
+        }
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -119,6 +163,10 @@ def _label(events: Sequence[Event]) -> str:
 
 class BufferedBackend:
     """Wrap ``backend`` so events are delivered from a worker thread, batched and retried.
+
+    Every outcome is also sent as a signal (:mod:`eventrouter.signals`) with the node's path,
+    from the worker thread: ``delivered`` (with ``seconds``, the backend call's duration),
+    ``retried``, ``failed`` then ``dead_lettered`` or ``dropped``.
 
     Args:
         backend: any backend (``send(event)``; ``send_batch(events)`` is used when present).
@@ -248,7 +296,11 @@ class BufferedBackend:
         self._dead_lettered = 0
         self._lost = 0
         self._dropped: dict[str, int] = {}
-        self._full_log = _Throttle(LOG_EVERY)
+        self._logs: dict[str, _Throttle] = {}
+        self._notices: list[_Notice] = []
+        self._announcing = False
+        self._overboard: list[Any] = []
+        self._timings = _Timings()
 
     def _after_fork_in_child(self) -> None:
         closed = self._closed
@@ -291,6 +343,9 @@ class BufferedBackend:
                 reason = ""
             else:
                 reason = self._make_room(size)
+            drops: list[Event] = []
+            if reason and _signals.watched:
+                drops = self._dropped_events(reason, event)
             if not reason or reason == "drop_oldest":
                 self._queue.append((payload, size, now))
                 self._bytes += size
@@ -303,21 +358,38 @@ class BufferedBackend:
         if not reason:
             return
         if reason in ("drop_oldest", "drop_newest"):  # logged outside the lock
+            if drops:
+                why = _signals.Reason(reason)
+                self._notify(_signals.failed, drops, reason=why)
+                self._notify(_signals.dropped, drops, reason=why)
             self._log_full(reason)
         else:
             self._reject(event, reason)
+
+    def _dropped_events(self, reason: str, event: Event) -> list[Event]:
+        """With the lock held, after a drop: the events dropped, for the ``dropped`` signal."""
+        if reason == "drop_newest":
+            return [event]
+        if reason == "drop_oldest":
+            overboard, self._overboard = self._overboard, []
+            return [_event_of(_Item(payload)) for payload in overboard]
+        return []
 
     def _make_room(self, size: int) -> str:
         """With the lock held and the queue full: ``""`` (or ``"drop_oldest"``) once there is
         room for the event, else the reason it cannot be queued."""
         if self.when_full == "drop_oldest":
             dropped = 0
+            keep = _signals.watched
+            self._overboard = []
             while self._queue and (
                 len(self._queue) >= self.max_queue or self._bytes + size > self.max_bytes
             ):
-                _, old_size, _ = self._queue.popleft()
+                old, old_size, _ = self._queue.popleft()
                 self._bytes -= old_size
                 dropped += 1
+                if keep:
+                    self._overboard.append(old)
             self._dropped["drop_oldest"] = self._dropped.get("drop_oldest", 0) + dropped
             return "drop_oldest"  # there is room now, made by dropping
         if self.when_full == "drop_newest":
@@ -337,8 +409,14 @@ class BufferedBackend:
                 return "Closed"
         return "QueueFull"
 
+    def _throttle(self, reason: str) -> _Throttle:
+        throttle = self._logs.get(reason)
+        if throttle is None:
+            throttle = self._logs[reason] = _Throttle(LOG_EVERY)
+        return throttle
+
     def _log_full(self, reason: str) -> None:
-        held = self._full_log.due()
+        held = self._throttle(reason).due()
         if held is None:
             return
         log.warning(
@@ -360,8 +438,10 @@ class BufferedBackend:
 
     def _reject(self, event: Event, reason: str) -> None:
         """Dead-letter an event ``send`` could not queue (never attempted); logs are throttled."""
-        written = self._give_up([event], reason, attempts=0, first=None, last=None, quiet=True)
-        held = self._full_log.due()
+        written = self._give_up(
+            [event], reason, attempts=0, first=None, last=None, quiet=True, defer=True
+        )
+        held = self._throttle(reason).due()
         if held is not None:
             where = self.dead_letter.path if self.dead_letter is not None else None
             log.warning(
@@ -384,15 +464,46 @@ class BufferedBackend:
 
     # -- the worker -------------------------------------------------------------------------
 
+    def _notify(self, signal: Any, events: list[Event], **kwargs: Any) -> None:
+        """Have the worker thread send ``signal`` (the caller's thread never runs receivers);
+        sent here when this node has no worker to do it (closing, closed)."""
+        with self._lock:
+            if not self._closing:
+                self._notices.append((signal, events, kwargs))
+                if self._worker is None:
+                    self._start_worker()
+                self._wake.notify()
+                return
+        _signals.send(signal, self.path, events=events, **kwargs)
+
+    def _announce(self) -> None:
+        """Send the signals queued by :meth:`_notify` (on the worker, or at close)."""
+        with self._lock:
+            notices, self._notices = self._notices, []
+            self._announcing = bool(notices)
+        if not notices:
+            return
+        try:
+            for signal, events, kwargs in notices:
+                _signals.send(signal, self.path, events=events, **kwargs)
+        finally:
+            with self._lock:
+                self._announcing = False
+                self._settled.notify_all()
+
     def _run(self) -> None:
         while True:
             with self._lock:
                 entries = self._next_batch()
-                if entries is None:
-                    self._settled.notify_all()
-                    return
-                items = [_Item(payload) for payload, _, _ in entries]
+                items = [_Item(payload) for payload, _, _ in entries or ()]
                 self._flight = items
+            self._announce()
+            if entries is None:
+                with self._lock:
+                    self._settled.notify_all()
+                return
+            if not items:
+                continue
             try:
                 self._deliver(items)
             except Exception as exc:  # a bug of ours: never lose the batch silently
@@ -410,6 +521,8 @@ class BufferedBackend:
         while True:
             if self._abandoned:
                 return None
+            if self._notices:
+                return []
             deadline = self._deadline if self._closing else None
             if deadline is not None and time.monotonic() >= deadline:
                 return None
@@ -477,7 +590,14 @@ class BufferedBackend:
                         (failed[:middle], attempts, first, started),
                     ]
                 else:
-                    self._settle_failed([item], type(exc).__name__, attempts, first, now)
+                    self._settle_failed(
+                        [item],
+                        type(exc).__name__,
+                        attempts,
+                        first,
+                        now,
+                        reason=_signals.Reason.PERMANENT,
+                    )
             if not retry:
                 return []
             items = retry
@@ -485,32 +605,52 @@ class BufferedBackend:
             delay = self._delay(attempts, error)
             too_late = time.monotonic() + delay - started > self.retry_deadline
             if attempts > self.max_retries or too_late or not self._pause(delay):
-                self._settle_failed(items, type(error).__name__, attempts, first, now)
+                self._settle_failed(
+                    items,
+                    type(error).__name__,
+                    attempts,
+                    first,
+                    now,
+                    reason=_signals.Reason.RETRIES_EXHAUSTED,
+                    permanent=False,
+                )
                 return []
             with self._lock:
                 self._retried += len(items)
+            if _signals.retried.receivers:
+                _signals.send(
+                    _signals.retried,
+                    self.path,
+                    events=[item.decoded() for item in items],
+                    error=_signals.error_info(error, permanent=False),
+                )
 
     def _call(self, items: list[_Item]) -> list[tuple[_Item, BaseException]]:
         """One attempt; the items that failed, each with its error. Settles the delivered."""
         if self._send_batch is not None:
+            started = time.perf_counter()
             try:
                 self._send_batch([item.decoded() for item in items])
             except PartialDeliveryError as exc:  # only the events at exc.failed failed
                 failed = {i for i in exc.failed if 0 <= i < len(items)} or set(range(len(items)))
-                self._settle_delivered([it for i, it in enumerate(items) if i not in failed])
+                self._settle_delivered(
+                    [it for i, it in enumerate(items) if i not in failed],
+                    time.perf_counter() - started,
+                )
                 return [(items[i], exc) for i in sorted(failed)]
             except Exception as exc:
                 return [(item, exc) for item in items]
-            self._settle_delivered(items)
+            self._settle_delivered(items, time.perf_counter() - started)
             return []
         failures: list[tuple[_Item, BaseException]] = []
         for item in items:
+            started = time.perf_counter()
             try:
                 self._send(item.decoded())
             except Exception as exc:
                 failures.append((item, exc))
                 continue
-            self._settle_delivered([item])
+            self._settle_delivered([item], time.perf_counter() - started)
         return failures
 
     def _delay(self, attempts: int, error: BaseException) -> float:
@@ -548,10 +688,19 @@ class BufferedBackend:
             item.settled = True
         return claimed
 
-    def _settle_delivered(self, items: Sequence[_Item]) -> None:
+    def _settle_delivered(self, items: Sequence[_Item], seconds: float) -> None:
         with self._lock:
             claimed = self._claim(items)
             self._delivered += len(claimed)
+            if claimed:
+                self._timings.observe(seconds)
+        if claimed and _signals.delivered.receivers:
+            _signals.send(
+                _signals.delivered,
+                self.path,
+                events=[item.decoded() for item in claimed],
+                seconds=seconds,
+            )
         if len(claimed) < len(items):
             log.warning(
                 "buffered node %r: %d event(s) were delivered after close() gave up on them; "
@@ -567,12 +716,23 @@ class BufferedBackend:
         attempts: int,
         first: dt.datetime | None,
         last: dt.datetime | None,
+        *,
+        reason: _signals.Reason | None = None,
+        permanent: bool = True,
     ) -> None:
         with self._lock:
             claimed = self._claim(items)
         if claimed:
             events = [_event_of(item) for item in claimed]
-            self._give_up(events, error, attempts=attempts, first=first, last=last)
+            self._give_up(
+                events,
+                error,
+                attempts=attempts,
+                first=first,
+                last=last,
+                reason=reason,
+                permanent=permanent,
+            )
 
     def _give_up(
         self,
@@ -583,9 +743,15 @@ class BufferedBackend:
         first: dt.datetime | None,
         last: dt.datetime | None,
         quiet: bool = False,
+        reason: _signals.Reason | None = None,
+        permanent: bool = True,
+        defer: bool = False,
     ) -> bool:
-        """Write ``events`` to the dead letter and count them; logs unless ``quiet``.
+        """Write ``events`` to the dead letter, count and signal them; logs unless ``quiet``
+        (events lost are logged at most once per 10 s per reason).
 
+        ``reason`` defaults to the one ``error`` names (:data:`_REASONS`), else ``INTERNAL``;
+        ``defer`` has the worker send the signals (``send`` calls this on the caller's thread).
         Returns whether they were written.
         """
         dead_letter = self.dead_letter
@@ -602,14 +768,31 @@ class BufferedBackend:
                 self._dead_lettered += len(events)
             else:
                 self._lost += len(events)
+        lost: _signals.Reason | None = None
         if dead_letter is None:
             outcome = "LOST: give the node a dead_letter file to keep such events"
+            lost = _signals.Reason.NO_DEAD_LETTER
         elif written:
             outcome = f"written to {dead_letter.path}"
         else:
             outcome = f"LOST: the dead-letter file {dead_letter.path} cannot be written"
+            lost = _signals.Reason.DEAD_LETTER_UNWRITABLE
+        if _signals.watched:
+            why = reason or _REASONS.get(error, _signals.Reason.INTERNAL)
+            info = _signals.ErrorInfo(error, permanent)
+            send = self._notify if defer else self._send_now
+            send(_signals.failed, events, error=info, reason=why)
+            if lost is None:
+                send(_signals.dead_lettered, events, error=info, reason=why)
+            else:
+                send(_signals.dropped, events, error=info, reason=lost)
         if quiet:
             return written
+        if lost is not None:
+            held = self._throttle(lost).due()
+            if held is None:
+                return written
+            outcome += f" ({held} more such lines held back)" if held else ""
         log.error(
             "buffered node %r gave up on %d event(s) (%s) after %d attempt(s): %s; %s",
             self.path or type(self.backend).__name__,
@@ -621,10 +804,13 @@ class BufferedBackend:
         )
         return written
 
+    def _send_now(self, signal: Any, events: list[Event], **kwargs: Any) -> None:
+        _signals.send(signal, self.path, events=events, **kwargs)
+
     # -- flush and close --------------------------------------------------------------------
 
     def _idle(self) -> bool:
-        return not self._queue and not self._flight
+        return not (self._queue or self._flight or self._notices or self._announcing)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send what is queued now, and wait until it is delivered or given up on.
@@ -705,6 +891,7 @@ class BufferedBackend:
         try:
             self._settle_at_close(leftovers, in_flight, deadline)
         finally:
+            self._announce()
             self._finished.set()
 
     def _settle_at_close(
@@ -741,7 +928,9 @@ class BufferedBackend:
         ``dead_lettered``, ``dropped`` (by ``when_full`` mode), ``lost`` (given up with no
         writable dead letter), ``failed`` (dead-lettered + dropped + lost), ``depth`` and
         ``bytes`` (queued now), ``oldest_age`` (seconds the oldest queued event has waited),
-        and ``backend``: the wrapped backend's own ``stats()`` when it has one.
+        ``delivery_seconds`` (a histogram of successful backend calls: ``bounds``, cumulative
+        ``counts`` per bound, ``sum``, ``count``), and ``backend``: the wrapped backend's
+        own ``stats()`` when it has one.
         """
         with self._lock:
             dropped = dict(self._dropped)
@@ -758,6 +947,7 @@ class BufferedBackend:
                 "depth": len(self._queue),
                 "bytes": self._bytes,
                 "oldest_age": time.monotonic() - self._queue[0][2] if self._queue else 0.0,
+                "delivery_seconds": self._timings.snapshot(),
             }
         inner = getattr(self.backend, "stats", None)
         if callable(inner):
@@ -766,6 +956,9 @@ class BufferedBackend:
             except Exception as exc:
                 log.error("stats of %r failed: %s", self.path, type(exc).__name__)
         return out
+
+    signals_outcomes = True
+    """This node signals its own outcomes, so its parent router signals none for it."""
 
     def __repr__(self) -> str:
         return f"BufferedBackend({self.backend!r}, path={self.path!r})"

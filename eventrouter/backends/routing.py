@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, SupportsIndex, TypeVar, overload
 
 from eventrouter import _fork
+from eventrouter import signals as _signals
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.errors import EventEmissionExit, EventRouterError, is_veto
 from eventrouter.event import copy_event
@@ -290,6 +291,9 @@ class RoutingBackend:
         path: this router's dotted node path in its tree; ``""`` for a root.
     """
 
+    signals_outcomes = True
+    """A router signals its own events (``emitted``), so its parent signals none for it."""
+
     def __init__(
         self,
         backends: Mapping[str, Backend] | None = None,
@@ -313,6 +317,8 @@ class RoutingBackend:
         self._processor_errors = 0
         self._internal_errors = 0
         self._failed: dict[str, int] = {}
+        self._kept_by: dict[str, int] = {}
+        self._lost_by: dict[str, int] = {}
         self._backend_vetoes: dict[str, int] = {}
         if backends:
             for name in sorted(backends):
@@ -404,6 +410,8 @@ class RoutingBackend:
         try:
             with self._lock:
                 self._received += 1
+            if _signals.watched and _signals.emitted.receivers:
+                _signals.send(_signals.emitted, self.path, events=[event])
             event = copy_event(event)
             try:
                 event = self.process_event(event)
@@ -412,6 +420,8 @@ class RoutingBackend:
                     raise
                 with self._lock:
                     self._vetoed += 1
+                if _signals.vetoed.receivers:
+                    _signals.send(_signals.vetoed, self.path, events=[event])
                 return
             self.send_to_backends(event)
         except Exception as exc:
@@ -460,11 +470,31 @@ class RoutingBackend:
         targets = self._targets
         if targets is None:
             targets = self._snapshot_targets()
+        if _signals.watched:
+            self._send_watched(targets, event)
+            return
         for name, send in targets:
             try:
                 send(event)
             except Exception as exc:
                 self._backend_failed(name, event, exc)
+
+    def _send_watched(
+        self, targets: tuple[tuple[str, Callable[[Event], Any]], ...], event: Event
+    ) -> None:
+        """:meth:`send_to_backends` while signal receivers are connected: also signals
+        ``delivered`` for each backend that does not signal its own outcomes."""
+        backends = self._backends
+        for name, send in targets:
+            try:
+                send(event)
+            except Exception as exc:
+                self._backend_failed(name, event, exc)
+                continue
+            if _signals.delivered.receivers and not getattr(
+                type(backends.get(name)), "signals_outcomes", False
+            ):
+                _signals.send(_signals.delivered, self._child_path(name), events=[event])
 
     # -- the failure path -----------------------------------------------------------------
 
@@ -484,19 +514,29 @@ class RoutingBackend:
     def _backend_failed(self, name: str, event: Event, exc: Exception) -> None:
         """Count, dead-letter and log once a backend's failure; never raises."""
         try:
+            path = self._child_path(name)
             if is_veto(exc):
                 with self._lock:
                     self._backend_vetoes[name] = self._backend_vetoes.get(name, 0) + 1
+                if _signals.vetoed.receivers:
+                    _signals.send(_signals.vetoed, path, events=[event])
                 return
             with self._lock:
                 self._failed[name] = self._failed.get(name, 0) + 1
-            path = self._child_path(name)
             if self.dead_letter is None:
                 outcome = "not kept: give the router a dead_letter file to keep such events"
+                reason = _signals.Reason.NO_DEAD_LETTER
             elif self.dead_letter.write(event, destination=path, error=exc):
                 outcome = f"written to {self.dead_letter.path}"
+                reason = None
             else:
                 outcome = f"LOST: the dead-letter file {self.dead_letter.path} cannot be written"
+                reason = _signals.Reason.DEAD_LETTER_UNWRITABLE
+            with self._lock:
+                kept = self._lost_by if reason else self._kept_by
+                kept[name] = kept.get(name, 0) + 1
+            if _signals.watched:
+                self._signal_failure(path, event, exc, reason)
             log.error(
                 "backend %r failed on event %s: %s%s; %s",
                 path,
@@ -509,6 +549,19 @@ class RoutingBackend:
         except Exception as inner:
             self._internal_failure(event, inner)
 
+    def _signal_failure(
+        self, path: str, event: Event, exc: Exception, lost: _signals.Reason | None
+    ) -> None:
+        """Signal ``failed``, then ``dead_lettered`` or (``lost`` says why) ``dropped``."""
+        error = _signals.error_info(exc)
+        events = [event]
+        reason = _signals.Reason.BACKEND_ERROR
+        _signals.send(_signals.failed, path, events=events, error=error, reason=reason)
+        if lost is None:
+            _signals.send(_signals.dead_lettered, path, events=events, error=error, reason=reason)
+        else:
+            _signals.send(_signals.dropped, path, events=events, error=error, reason=lost)
+
     def _internal_failure(self, event: object, exc: Exception) -> None:
         """The last resort for a failure in the router's own machinery: count, keep, log once.
 
@@ -518,6 +571,14 @@ class RoutingBackend:
         try:
             with self._lock:
                 self._internal_errors += 1
+            if _signals.watched and isinstance(event, dict):
+                _signals.send(
+                    _signals.failed,
+                    self.path,
+                    events=[event],
+                    error=_signals.error_info(exc),
+                    reason=_signals.Reason.INTERNAL,
+                )
             kept = ""
             dead_letter = self.dead_letter
             if dead_letter is not None and isinstance(event, dict):
@@ -550,21 +611,24 @@ class RoutingBackend:
 
             {"received": n, "vetoed": n, "processor_errors": n, "internal_errors": n,
              "backends": {name: {"delivered": n, "failed": n, "vetoed": n,
-                                 "stats": {...}}}}
+                                 "dead_lettered": n, "lost": n, "stats": {...}}}}
 
         ``failed`` counts the events the backend raised on, plus those it accepted and later
         gave up on, which an asynchronous backend reports as ``failed`` in its own ``stats()``
         (Segment's client, a buffered backend). ``delivered`` is the rest of the events routed
         to it: an event still queued or in flight counts as delivered until it fails.
         A backend's ``vetoed`` counts the events it raised a veto on (a router of another
-        library that lets the veto through). ``stats`` is present when the backend has a
-        ``stats()`` of its own.
+        library that lets the veto through); ``dead_lettered`` and ``lost`` split the events
+        it raised on into those this router's dead-letter file kept and those it did not.
+        ``stats`` is present when the backend has a ``stats()`` of its own.
         """
         with self._lock:
             received, vetoed = self._received, self._vetoed
             processor_errors = self._processor_errors
             internal_errors = self._internal_errors
             failed = dict(self._failed)
+            dead_lettered = dict(self._kept_by)
+            lost = dict(self._lost_by)
             backend_vetoes = dict(self._backend_vetoes)
             backends = dict(self._backends)
         routed = received - vetoed
@@ -580,6 +644,8 @@ class RoutingBackend:
                 "delivered": 0,
                 "failed": failed.get(name, 0),
                 "vetoed": backend_vetoes.get(name, 0),
+                "dead_lettered": dead_lettered.get(name, 0),
+                "lost": lost.get(name, 0),
             }
             child_stats = getattr(backend, "stats", None)
             if callable(child_stats):
