@@ -426,3 +426,34 @@ def test_a_backend_without_send_is_refused() -> None:
 def test_delivery_error_carries_retry_after() -> None:
     error = DeliveryError("slow down", retry_after=2.5)
     assert (error.retryable, error.retry_after) == (True, 2.5)
+
+
+class _CountingCondition(threading.Condition):
+    """A condition that counts its ``notify`` calls (each one can hand the worker the GIL)."""
+
+    notified = 0
+
+    def notify(self, n: int = 1) -> None:
+        self.notified += 1
+        super().notify(n)
+
+
+def test_send_wakes_the_worker_only_when_it_waits_for_an_event(tmp_path: Path) -> None:
+    # While the worker is busy (here: stalled in the backend), waking it is wasted work on
+    # the caller's thread, and a GIL hand-off in the middle of the caller's request.
+    backend = Stalled()
+    dead = tmp_path / "dl"
+    node = BufferedBackend(
+        backend, batch_size=10, max_queue=5000, flush_interval=WAIT, dead_letter=dead
+    )
+    wake = _CountingCondition(node._lock)
+    node._wake = wake
+    ids = emit(node, 10)  # a full batch: the worker takes it and stalls in the backend
+    assert backend.entered.wait(WAIT)
+    before = wake.notified
+    ids += emit(node, 1000)
+    assert wake.notified == before
+    backend.release()
+    node.close(WAIT)
+    assert_accounted(node, ids, backend.ids, dead)
+    assert sorted(backend.ids) == sorted(ids)

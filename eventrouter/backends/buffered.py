@@ -61,6 +61,10 @@ _PICKLE = pickle.HIGHEST_PROTOCOL
 # JSON encoding).
 _Entry = tuple[Any, int, float]
 
+# What the idle worker waits for (``_waiting``): the first event, or its batch to fill.
+_WAITS_FIRST: Final = 1
+_WAITS_FILL: Final = 2
+
 # Events to try together: (items, attempts so far, first failure, its time.monotonic()).
 _Part = tuple[list["_Item"], int, dt.datetime | None, float]
 
@@ -235,6 +239,7 @@ class BufferedBackend:
         self._bytes = 0
         self._flight: list[_Item] = []
         self._worker: threading.Thread | None = None
+        self._waiting = 0  # what the worker waits for: 0 (it does not), _WAITS_FIRST/_FILL
         self._flushing = 0
         self._closing = False
         self._closed = False
@@ -295,8 +300,12 @@ class BufferedBackend:
                 self._queue.append((payload, size, now))
                 self._bytes += size
                 self._queued += 1
-                depth = len(self._queue)
-                if depth == 1 or depth >= self.batch_size:
+                # Wake the worker only when it waits for this event: the first one, or the
+                # one that fills its batch. Waking it for every event hands it the GIL in the
+                # middle of the caller's work for nothing.
+                waiting = self._waiting
+                if waiting and (waiting == _WAITS_FIRST or len(self._queue) >= self.batch_size):
+                    self._waiting = 0
                     self._wake.notify()
                 if self._worker is None:
                     self._start_worker()
@@ -423,12 +432,15 @@ class BufferedBackend:
                     self._bytes -= sum(size for _, size, _ in entries)
                     self._room.notify_all()
                     return entries
+                self._waiting = _WAITS_FILL
                 self._wake.wait(wait)
             else:
                 if self._closing:
                     return None
                 self._settled.notify_all()
+                self._waiting = _WAITS_FIRST
                 self._wake.wait()
+            self._waiting = 0
 
     def _deliver(self, items: list[_Item]) -> None:
         ready: list[_Item] = []
