@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/mongodb.py
 	$(BIN)/python benchmarks/end_to_end.py
 	$(BIN)/python benchmarks/emit_latency.py
+	$(BIN)/python benchmarks/scale_out.py
 
 clean:
 	rm -rf $(VENV) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache

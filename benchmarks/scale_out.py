@@ -102,9 +102,18 @@ def _totals(sink: Path) -> tuple[int, float, float]:
 
 
 def run_case(
-    broker: str, folder: Path, *, events: int, batch: int, workers: int, latency: float
+    broker: str,
+    folder: Path,
+    *,
+    events: int,
+    batch: int,
+    workers: int,
+    latency: float,
+    separate: bool = False,
 ) -> dict[str, float]:
-    """Publish ``events`` in tasks of ``batch``, drain them with ``workers`` processes."""
+    """Publish ``events`` in tasks of ``batch``, drain them with ``workers`` processes: the
+    children of one ``eventrouter worker --concurrency=N``, or with ``separate``, N workers
+    of one child each (N consumers of the queue instead of one parent feeding N children)."""
     import eventrouter
 
     _flush(broker)
@@ -149,31 +158,30 @@ def run_case(
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
     }
     log = (folder / f"worker-{batch}-{workers}.log").open("wb")
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "eventrouter",
-            "worker",
-            str(config),
-            f"--concurrency={workers}",
-            "--loglevel=WARNING",
-        ],
-        stdout=log,
-        stderr=log,
-        env=env,
-        cwd=folder,
-    )
+    command = [sys.executable, "-m", "eventrouter", "worker", str(config), "--loglevel=WARNING"]
+    started = [
+        subprocess.Popen(
+            [*command, f"--concurrency={1 if separate else workers}"],
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=folder,
+        )
+        for _ in range(workers if separate else 1)
+    ]
     try:
         deadline = time.monotonic() + 1800
         while True:
             count, first, last = _totals(sink)
-            if count >= events or time.monotonic() > deadline or worker.poll() is not None:
+            gone = any(worker.poll() is not None for worker in started)
+            if count >= events or time.monotonic() > deadline or gone:
                 break
             time.sleep(0.2)
     finally:
-        worker.terminate()
-        worker.wait(60)
+        for worker in started:
+            worker.terminate()
+        for worker in started:
+            worker.wait(60)
         log.close()
     if count < events:
         sys.exit(f"only {count} of {events} events arrived; see {log.name}")
@@ -192,6 +200,11 @@ def main() -> None:
     parser.add_argument("--unbatched-events", type=int, default=4000)
     parser.add_argument("--latency", type=float, default=0.0, help="ms the sink waits per batch")
     parser.add_argument("--redis", help="a Redis URL to use (its database is flushed)")
+    parser.add_argument(
+        "--separate",
+        action="store_true",
+        help="run 2 workers as two `eventrouter worker --concurrency=1` processes",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     folder = Path(tempfile.mkdtemp(prefix="scale-out-"))
@@ -207,6 +220,7 @@ def main() -> None:
                     batch=batch,
                     workers=workers,
                     latency=args.latency / 1000,
+                    separate=args.separate,
                 )
                 results[(batch, workers)] = result
                 print(

@@ -397,7 +397,7 @@ def _label(node: ConfigNode, *, show_options: bool = True) -> Text:
     if node.kind == "backend":
         text.append(node.name, style="bold")
         text.append(": ")
-    text.append("router" if node.router and node.class_name == "router" else node.class_name)
+    text.append("router" if node.router and node.class_name == "router" else node.shown_class)
     if node.router and node.class_name != "router":
         text.append(" (router)")
     if show_options:
@@ -757,7 +757,7 @@ def _print_summary(
         style = "dim" if row.note in ("disabled", "not built") else None
         table.add_row(
             Text(row.path),
-            Text(row.node.class_name),
+            Text(row.node.shown_class),
             "-" if row.delivered is None else str(row.delivered),
             "-" if row.failed is None else str(row.failed),
             Text(row.note),

@@ -2,18 +2,20 @@
 
 A dead-letter record names the node that failed (``analytics.segment``); replaying it
 through the whole tree would deliver it again to every other branch. :func:`replay`
-resolves that dotted path in the tree and hands the event to that node alone, through a
-buffered node of its own (retries, backoff, poison isolation) whose dead letter is a *new*
-file. An input file is renamed ``<file>.replayed`` only once every record in it is settled:
-delivered, or written to the new dead-letter file (records not selected by ``only``, or
-whose destination is not in the tree, are carried over to it unchanged).
+resolves that dotted path in the tree and hands the event to that node alone (to its
+``replay_batch(events)`` when it has one: a node whose own processors already ran on the
+event, such as a celery node that could not publish, delivers it without running them
+again), through a buffered node of its own (retries, backoff, poison isolation) whose dead
+letter is a *new* file. An input file is renamed ``<file>.replayed`` only once every record
+in it is settled: delivered, or written to the new dead-letter file (records not selected by
+``only``, or whose destination is not in the tree, are carried over to it unchanged).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from eventrouter.backends.buffered import BufferedBackend
 from eventrouter.backends.routing import RoutingBackend
 from eventrouter.deadletter import DeadLetterFile, DeadLetterRecord, read_dead_letters
 from eventrouter.encoding import parse_timestamp
-from eventrouter.typing import Backend
+from eventrouter.typing import Backend, Event
 
 __all__ = ["DestinationCounts", "ReplayReport", "default_dead_letter_path", "replay", "resolve"]
 
@@ -146,6 +148,9 @@ class _Replayer:
                     "backoff": found.backoff,
                 }
                 found = found.backend
+            entry = getattr(found, "replay_batch", None)
+            if callable(entry):  # events that already passed the node's processors
+                found = _ReplayEntry(entry)
             made = BufferedBackend(
                 found,
                 **settings,
@@ -223,6 +228,17 @@ class _Replayer:
             counts.failed_again = stats["dead_lettered"]
             counts.lost = stats["lost"]
         self.dead_letter.close()
+
+
+class _ReplayEntry:
+    """A node's ``replay_batch(events)`` as a backend: it delivers what the node had accepted
+    and processed (a celery node publishes it again) without running its processors twice."""
+
+    def __init__(self, replay_batch: Callable[[Sequence[Event]], Any]) -> None:
+        self.send_batch = replay_batch
+
+    def send(self, event: Event) -> None:
+        self.send_batch([event])
 
 
 def _int(value: object) -> int:

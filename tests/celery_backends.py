@@ -77,3 +77,9 @@ class FileSink:
             os.write(fd, text.encode("utf-8"))
         finally:
             os.close(fd)
+
+
+def stamp(event: dict[str, Any]) -> dict[str, Any]:
+    """A processor that counts, in ``data.stamps``, how many times it ran on the event."""
+    event["data"]["stamps"] = event["data"].get("stamps", 0) + 1
+    return event

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -12,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.urls import path
 
 from eventrouter import tracker
-from eventrouter.integrations.threads import ContextThreadPoolExecutor
+from eventrouter.integrations.threads import ContextThreadPoolExecutor, with_context
 
 
 class HeaderUser:
@@ -141,6 +142,37 @@ def pool(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 
 
+async def across_unsensitive(request: HttpRequest) -> HttpResponse:
+    # A thread of asgiref's own pool, not the request's thread.
+    await sync_to_async(_emit_sync, thread_sensitive=False)("thread_sensitive=False")
+    return HttpResponse("ok")
+
+
+def _round_trip(label: str) -> None:
+    async_to_sync(_emit_async)(label)
+
+
+async def across_round_trip(request: HttpRequest) -> HttpResponse:
+    await sync_to_async(_round_trip)("round trip")
+    return HttpResponse("ok")
+
+
+async def across_executor(request: HttpRequest) -> HttpResponse:
+    # asyncio's run_in_executor does not copy the context: the helper carries it.
+    loop = asyncio.get_running_loop()
+    wrapped = request.GET.get("wrapped") == "1"
+    work = with_context(_emit_sync) if wrapped else _emit_sync
+    await loop.run_in_executor(None, work, "run_in_executor")
+    return HttpResponse("ok")
+
+
+def plain_pool(request: HttpRequest) -> HttpResponse:
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        for label in ("plain-a", "plain-b"):
+            executor.submit(with_context(_emit_sync), label).result()
+    return HttpResponse("ok")
+
+
 def send_task(request: HttpRequest) -> HttpResponse:
     from integ_celery_app import record
 
@@ -160,5 +192,9 @@ urlpatterns = [
     path("across/sync/", across_sync),
     path("across/async/", across_async),
     path("pool/", pool),
+    path("pool/plain/", plain_pool),
+    path("across/unsensitive/", across_unsensitive),
+    path("across/round-trip/", across_round_trip),
+    path("across/executor/", across_executor),
     path("task/", send_task),
 ]

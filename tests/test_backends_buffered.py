@@ -426,3 +426,82 @@ def test_a_backend_without_send_is_refused() -> None:
 def test_delivery_error_carries_retry_after() -> None:
     error = DeliveryError("slow down", retry_after=2.5)
     assert (error.retryable, error.retry_after) == (True, 2.5)
+
+
+class _CountingCondition(threading.Condition):
+    """A condition that counts its ``notify`` calls (each one can hand the worker the GIL)."""
+
+    notified = 0
+
+    def notify(self, n: int = 1) -> None:
+        self.notified += 1
+        super().notify(n)
+
+
+def test_send_wakes_the_worker_only_when_it_waits_for_an_event(tmp_path: Path) -> None:
+    # While the worker is busy (here: stalled in the backend), waking it is wasted work on
+    # the caller's thread, and a GIL hand-off in the middle of the caller's request.
+    backend = Stalled()
+    dead = tmp_path / "dl"
+    node = BufferedBackend(
+        backend, batch_size=10, max_queue=5000, flush_interval=WAIT, dead_letter=dead
+    )
+    wake = _CountingCondition(node._lock)
+    node._wake = wake
+    ids = emit(node, 10)  # a full batch: the worker takes it and stalls in the backend
+    assert backend.entered.wait(WAIT)
+    before = wake.notified
+    ids += emit(node, 1000)
+    assert wake.notified == before
+    backend.release()
+    node.close(WAIT)
+    assert_accounted(node, ids, backend.ids, dead)
+    assert sorted(backend.ids) == sorted(ids)
+
+
+def test_plain_events_are_copied_on_send_and_only_odd_ones_pickled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Unpickling on the worker held the GIL for each event, stalling the callers' threads
+    # once per batch: events of dicts, lists and immutable values are copied instead.
+    import pickle
+    import types
+
+    from eventrouter.backends import buffered
+
+    calls = {"dumps": 0, "loads": 0}
+
+    def dumps(value: object, protocol: int) -> bytes:
+        calls["dumps"] += 1
+        return pickle.dumps(value, protocol)
+
+    def loads(data: bytes) -> object:
+        calls["loads"] += 1
+        return pickle.loads(data)
+
+    monkeypatch.setattr(
+        buffered, "pickle", types.SimpleNamespace(dumps=dumps, loads=loads, HIGHEST_PROTOCOL=5)
+    )
+    backend = Recorder()
+    node = BufferedBackend(backend, dead_letter=tmp_path / "dl", **FAST)
+    plain = emit(node, 50, nested={"list": [1, "two", None, dt.datetime.now(dt.UTC)]})
+    odd = build_event("test.odd", {"pair": (1, 2)})
+    node.send(odd)
+    node.close(WAIT)
+    assert_accounted(node, [*plain, odd["id"]], backend.ids, tmp_path / "dl")
+    assert calls == {"dumps": 1, "loads": 1}
+
+
+def test_a_copied_event_counts_the_memory_its_values_hold(tmp_path: Path) -> None:
+    import sys
+
+    backend = Stalled()
+    node = BufferedBackend(backend, batch_size=1, dead_letter=tmp_path / "dl", **FAST)
+    ids = emit(node, 1)  # the worker takes it and stalls
+    assert backend.entered.wait(WAIT)
+    text = "é" * 10_000
+    ids += emit(node, 1, items=[text, {"again": text}])
+    assert node.stats()["bytes"] >= 2 * sys.getsizeof(text)
+    backend.release()
+    node.close(WAIT)
+    assert_accounted(node, ids, backend.ids, tmp_path / "dl")

@@ -449,3 +449,51 @@ def test_a_forked_child_delivers_its_own_events_and_not_its_parents(tmp_path: Pa
     tracker.close()
     names = collections.Counter(line["name"] for line in records(out))
     assert names == {"parent": 10, "child": 5}
+
+
+def test_replaying_a_publish_failure_does_not_run_the_nodes_processors_again(
+    tmp_path: Path,
+) -> None:
+    from conftest import free_port
+
+    from eventrouter import cli
+
+    out = tmp_path / "out.jsonl"
+    dead = tmp_path / "dead.jsonl"
+
+    def tree(broker: str) -> Path:
+        path = tmp_path / f"tree-{len(list(tmp_path.iterdir()))}.yaml"
+        node = {
+            "class": "celery",
+            "options": {"broker": broker, "buffer": {"max_retries": 0}},
+            "processors": [{"class": "celery_backends.stamp"}],
+            "backends": {
+                "sink": {"class": "celery_backends.FileSink", "options": {"path": str(out)}}
+            },
+        }
+        path.write_text(json.dumps({"dead_letter": str(dead), "backends": {"analytics": node}}))
+        return path
+
+    # The broker is down (a closed port): the processed events are dead-lettered at the node.
+    down = eventrouter.load(tree(f"redis://127.0.0.1:{free_port()}/0"))
+    for n in range(3):
+        down.emit("e", {"n": n})
+    down.close(60)
+    dead_records = records(dead)
+    assert {r["destination"] for r in dead_records} == {"analytics"}
+    assert [r["event"]["data"]["stamps"] for r in dead_records] == [1, 1, 1]
+    # The broker is back (here: in-process): replay publishes them as they were.
+    status = cli.main(
+        [
+            "replay",
+            str(tree("memory://")),
+            str(dead),
+            "--dead-letter",
+            str(tmp_path / "again"),
+            "--no-progress",
+        ]
+    )
+    assert status == 0
+    delivered = records(out)
+    assert sorted(line["data"]["n"] for line in delivered) == [0, 1, 2]
+    assert [line["data"]["stamps"] for line in delivered] == [1, 1, 1]

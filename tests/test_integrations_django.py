@@ -197,6 +197,58 @@ def test_a_context_thread_pool_keeps_the_context(memory: MemoryBackend) -> None:
     assert [c["user_id"] for c in contexts(memory, "crossed")] == [10, 10]
 
 
+@run_async
+async def test_a_sync_view_served_through_async_client_keeps_the_context(
+    memory: MemoryBackend,
+) -> None:
+    # Django runs a sync view of an ASGI request through sync_to_async, in another thread.
+    response = await AsyncClient().get("/hello/", headers={"X-Test-User": "11"})
+    assert response.status_code == 200
+    (context,) = contexts(memory, "hello")
+    assert context["user_id"] == 11
+    assert context["path"] == "/hello/"
+
+
+@run_async
+async def test_sync_to_async_in_asgirefs_own_pool_keeps_the_context(
+    memory: MemoryBackend,
+) -> None:
+    await AsyncClient().get("/across/unsensitive/", headers={"X-Test-User": "12"})
+    (context,) = contexts(memory, "crossed")
+    assert context["user_id"] == 12
+
+
+@run_async
+async def test_async_to_sync_inside_sync_to_async_keeps_the_context(
+    memory: MemoryBackend,
+) -> None:
+    await AsyncClient().get("/across/round-trip/", headers={"X-Test-User": "13"})
+    (context,) = contexts(memory, "crossed")
+    assert context["user_id"] == 13
+
+
+@run_async
+async def test_run_in_executor_carries_the_context_through_with_context(
+    memory: MemoryBackend,
+) -> None:
+    await AsyncClient().get("/across/executor/?wrapped=1", headers={"X-Test-User": "14"})
+    (context,) = contexts(memory, "crossed")
+    assert context["user_id"] == 14
+
+
+@run_async
+async def test_run_in_executor_alone_loses_the_context(memory: MemoryBackend) -> None:
+    # Why the helper exists: asyncio's executor runs the call in the thread's own context.
+    await AsyncClient().get("/across/executor/", headers={"X-Test-User": "15"})
+    (context,) = contexts(memory, "crossed")
+    assert "user_id" not in context
+
+
+def test_with_context_in_a_plain_thread_pool_keeps_the_context(memory: MemoryBackend) -> None:
+    Client().get("/pool/plain/", headers={"X-Test-User": "16"})
+    assert [c["user_id"] for c in contexts(memory, "crossed")] == [16, 16]
+
+
 def test_a_thousand_concurrent_requests_never_mix_contexts(memory: MemoryBackend) -> None:
     local = threading.local()
     leftovers: list[dict[str, Any]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -245,3 +246,65 @@ def test_fifty_forks_while_four_threads_emit_never_hang_and_lose_nothing(tmp_pat
     tracker.close(WAIT)
     assert codes == [0] * 50
     assert_accounted(node, [i for out in emitted for i in out], backend.ids, tmp_path / "dl")
+
+
+@needs_fork
+def test_fifty_forks_with_a_json_log_and_a_buffered_node_never_hang_or_copy_the_parents_lines(
+    tmp_path: Path,
+) -> None:
+    # The JSON log keeps accepted lines in memory for up to a second: a child that wrote
+    # them too would duplicate them; one that inherited its lock held would hang.
+    log_path = tmp_path / "log.jsonl"
+    tracker = eventrouter.load(
+        {"backends": {"log": {"class": "jsonlog", "options": {"path": str(log_path)}}}}
+    )
+    backend = Recorder(fail_times=2)
+    node = BufferedBackend(
+        backend,
+        max_queue=500,
+        batch_size=20,
+        dead_letter=tmp_path / "dl",
+        backoff=(0.001, 0.002),
+        flush_interval=0.001,
+    )
+    tracker.router.register_backend("buffered", node)
+    stop = threading.Event()
+    emitted: list[list[str]] = [[] for _ in range(4)]
+
+    def emit(out: list[str]) -> None:
+        while not stop.is_set():
+            event = build_event("parent", {"n": len(out)})
+            out.append(event["id"])
+            tracker.send(event)
+
+    threads = [threading.Thread(target=emit, args=(out,)) for out in emitted]
+    for thread in threads:
+        thread.start()
+
+    def child() -> int:
+        mine = Recorder()
+        node.backend = mine
+        node._send_batch = mine.send_batch
+        for n in range(20):
+            tracker.emit("child", {"pid": os.getpid(), "n": n})
+        tracker.close(WAIT)
+        return 0 if node.stats()["delivered"] == 20 == len(mine.ids) else 1
+
+    try:
+        codes = [run_in_fork(child, timeout=WAIT) for _ in range(50)]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    tracker.close(WAIT)
+    assert codes == [0] * 50
+    parent_ids = [i for out in emitted for i in out]
+    assert_accounted(node, parent_ids, backend.ids, tmp_path / "dl")
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    by_name = Counter(line["name"] for line in lines)
+    assert by_name == {"parent": len(parent_ids), "child": 50 * 20}
+    written = Counter(line["id"] for line in lines if line["name"] == "parent")
+    assert written == Counter(parent_ids)  # each parent line once: no child wrote one
+    pids = Counter(line["data"]["pid"] for line in lines if line["name"] == "child")
+    assert len(pids) == 50
+    assert set(pids.values()) == {20}

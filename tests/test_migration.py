@@ -677,3 +677,37 @@ def test_the_migration_guide_lists_every_translated_class() -> None:
     text = MIGRATION_DOC.read_text(encoding="utf-8")
     for engine, row in ROWS.items():
         assert f"| `{engine}` | `{row.target}` |" in text, engine
+
+
+class UsersRouter:
+    """A site's own router, as event-routing-backends' EventsRouter: processors, no backends."""
+
+    def __init__(self, processors: list[Any] | None = None, backend_name: str = "") -> None:
+        self.processors = processors or []
+        self.backend_name = backend_name
+
+    def send(self, event: dict[str, Any]) -> None:
+        pass
+
+
+def test_tree_shows_a_users_router_by_its_own_class_and_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eventrouter import cli
+
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(
+        "EVENT_TRACKING_BACKENDS:\n"
+        "  erb:\n"
+        "    ENGINE: test_migration.UsersRouter\n"
+        "    OPTIONS:\n"
+        "      backend_name: erb\n"
+        "      processors:\n"
+        "        - ENGINE: eventtracking.processors.whitelist.NameWhitelistProcessor\n"
+        "          OPTIONS: {whitelist: [edx.a]}\n"
+    )
+    assert cli.main(["tree", str(settings)]) == 0
+    shown = capsys.readouterr().out
+    assert "erb: test_migration.UsersRouter (router)" in shown
+    assert "backend_name=erb" in shown
+    assert "Engine" not in shown

@@ -1,9 +1,10 @@
 """BufferedBackend: deliver from a worker thread, so ``send`` costs the caller microseconds.
 
-Any backend can be wrapped. ``send`` snapshots the event (``pickle``, which also gives its
-size) into a bounded queue and returns; one worker thread per node takes batches off the
-queue (on ``batch_size``, or when the oldest event has waited ``flush_interval``), hands
-them to the backend's ``send_batch`` (or ``send``, one by one), and retries what fails:
+Any backend can be wrapped. ``send`` snapshots the event (a copy, sized by the memory it
+holds; ``pickle`` for events of other types) into a bounded queue and returns; one worker
+thread per node takes batches off the queue (on ``batch_size``, or when the oldest event
+has waited ``flush_interval``), hands them to the backend's ``send_batch`` (or ``send``,
+one by one), and retries what fails:
 
 * a recoverable failure (:class:`~eventrouter.errors.DeliveryError` with ``retryable``,
   or an ``OSError``) is retried after an exponential backoff with full jitter, at least
@@ -28,6 +29,7 @@ import logging
 import os
 import pickle
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +45,7 @@ from eventrouter.errors import (
     OptionTypeError,
     PartialDeliveryError,
 )
+from eventrouter.event import IMMUTABLE_TYPES
 from eventrouter.typing import Backend, Event
 
 __all__ = ["DELIVERY_BUCKETS", "WHEN_FULL", "BufferedBackend"]
@@ -75,9 +78,65 @@ _Notice = tuple[Any, list[Event], dict[str, Any]]
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
 # One queued event: (payload, size in bytes, time.monotonic() when queued). The payload is
-# the pickled event, or the event itself when it cannot be pickled (then it is sized by its
-# JSON encoding).
+# a copy of the event sized by the memory it holds (events of dicts, lists and immutable
+# values: see _snapshot), else the pickled event, else the event itself when it cannot be
+# pickled (then it is sized by its JSON encoding).
 _Entry = tuple[Any, int, float]
+
+_MAX_DEPTH = 32
+"""Deeper events are pickled rather than copied by :func:`_snapshot`."""
+
+_LEAVES = IMMUTABLE_TYPES
+_sizeof = sys.getsizeof
+
+
+class _NotPlain(Exception):
+    """Internal: the event holds something :func:`_snapshot` does not copy."""
+
+
+def _snapshot(value: Any, depth: int) -> tuple[Any, int]:
+    """A copy of ``value`` that shares no mutable container with it, and the bytes of memory
+    it holds (containers, keys and values, each as ``sys.getsizeof`` counts it).
+
+    Only dicts, lists and immutable values are taken; anything else raises ``_NotPlain``
+    (the event is then pickled). A copy costs the caller about what ``pickle.dumps`` did,
+    and the worker nothing: it hands the copy to the backend as it is, where unpickling held
+    the GIL for each event, stalling the callers' threads once per batch.
+    """
+    cls = type(value)
+    if cls is dict:
+        if depth > _MAX_DEPTH:
+            raise _NotPlain
+        out = value.copy()
+        size = _sizeof(out)
+        for key, item in value.items():
+            size += _sizeof(key)
+            if type(item) in _LEAVES:
+                size += _sizeof(item)
+            else:
+                out[key], held = _snapshot(item, depth + 1)
+                size += held
+        return out, size
+    if cls is list:
+        if depth > _MAX_DEPTH:
+            raise _NotPlain
+        items = value.copy()
+        size = _sizeof(items)
+        for index, item in enumerate(value):
+            if type(item) in _LEAVES:
+                size += _sizeof(item)
+            else:
+                items[index], held = _snapshot(item, depth + 1)
+                size += held
+        return items, size
+    if cls in _LEAVES:
+        return value, _sizeof(value)
+    raise _NotPlain
+
+
+# What the idle worker waits for (``_waiting``): the first event, or its batch to fill.
+_WAITS_FIRST: Final = 1
+_WAITS_FILL: Final = 2
 
 # Events to try together: (items, attempts so far, first failure, its time.monotonic()).
 _Part = tuple[list["_Item"], int, dt.datetime | None, float]
@@ -171,7 +230,8 @@ class BufferedBackend:
     Args:
         backend: any backend (``send(event)``; ``send_batch(events)`` is used when present).
         max_queue: the most events held (queued, not counting the batch in flight).
-        max_bytes: the most bytes held, counting each event's pickled size.
+        max_bytes: the most bytes held, counting each event's size in memory (its pickled
+            size for an event holding values other than dicts, lists and immutable ones).
         batch_size: the most events per ``send_batch`` call; a full batch is sent at once.
         flush_interval: seconds the oldest queued event waits for its batch to fill.
         max_retries: retries after the first attempt, for recoverable failures.
@@ -283,6 +343,7 @@ class BufferedBackend:
         self._bytes = 0
         self._flight: list[_Item] = []
         self._worker: threading.Thread | None = None
+        self._waiting = 0  # what the worker waits for: 0 (it does not), _WAITS_FIRST/_FILL
         self._flushing = 0
         self._closing = False
         self._closed = False
@@ -323,15 +384,18 @@ class BufferedBackend:
         all, is larger than ``max_bytes``, or arrives after :meth:`close` is dead-lettered.
         """
         try:
-            payload: Any = pickle.dumps(event, _PICKLE)
-            size = len(payload)
-        except Exception:
-            payload, size = event, self._json_size(event)
-            if size < 0:
-                with self._lock:
-                    self._received += 1
-                self._reject(event, "Unencodable")
-                return
+            payload, size = _snapshot(event, 0)
+        except Exception:  # _NotPlain, or anything odd: pickle it (this copies it too)
+            try:
+                payload = pickle.dumps(event, _PICKLE)
+                size = len(payload)
+            except Exception:
+                payload, size = event, self._json_size(event)
+                if size < 0:
+                    with self._lock:
+                        self._received += 1
+                    self._reject(event, "Unencodable")
+                    return
         now = time.monotonic()
         with self._lock:
             self._received += 1
@@ -350,8 +414,12 @@ class BufferedBackend:
                 self._queue.append((payload, size, now))
                 self._bytes += size
                 self._queued += 1
-                depth = len(self._queue)
-                if depth == 1 or depth >= self.batch_size:
+                # Wake the worker only when it waits for this event: the first one, or the
+                # one that fills its batch. Waking it for every event hands it the GIL in the
+                # middle of the caller's work for nothing.
+                waiting = self._waiting
+                if waiting and (waiting == _WAITS_FIRST or len(self._queue) >= self.batch_size):
+                    self._waiting = 0
                     self._wake.notify()
                 if self._worker is None:
                     self._start_worker()
@@ -536,12 +604,15 @@ class BufferedBackend:
                     self._bytes -= sum(size for _, size, _ in entries)
                     self._room.notify_all()
                     return entries
+                self._waiting = _WAITS_FILL
                 self._wake.wait(wait)
             else:
                 if self._closing:
                     return None
                 self._settled.notify_all()
+                self._waiting = _WAITS_FIRST
                 self._wake.wait()
+            self._waiting = 0
 
     def _deliver(self, items: list[_Item]) -> None:
         ready: list[_Item] = []

@@ -412,6 +412,18 @@ class CeleryRouter(RoutingBackend):
             self._tasks += 1
             self._published += count
 
+    def replay_batch(self, events: Sequence[Event]) -> None:
+        """Publish ``events`` again as one task, without running this node's processors.
+
+        The replay entry for dead letters written at this node's own path: those events
+        could not be published, and had been processed already.
+
+        Raises:
+            DeliveryError: the broker did not take the task (retryable).
+        """
+        if events:
+            self.publish(encode_batch(events), len(events))
+
     # -- the delivering side (workers, and memory://) ------------------------------------------
 
     def deliver(

@@ -63,8 +63,18 @@ class ConfigNode:
         """The last part of the path (the backend's name, or ``processors[0]``)."""
         return self.path.rpartition(".")[2]
 
+    @property
+    def shown_class(self) -> str:
+        """The class to show: as written, or for a user's class that the event-tracking
+        translation builds through :class:`~eventrouter.config.migrate.Engine`, that class."""
+        built = _migrate.built_through_engine(self.class_name, self.options)
+        return self.class_name if built is None else built[0]
+
     def shown_options(self) -> dict[str, str]:
         """The options as text safe to print: secrets masked, ``${VAR}`` values as written."""
+        built = _migrate.built_through_engine(self.class_name, self.options)
+        if built is not None and "options" not in self.written and isinstance(built[1], dict):
+            return {key: show(value, key) for key, value in built[1].items()}
         shown: dict[str, str] = {}
         for key, value in self.options.items():
             if key not in self.written:

@@ -3,7 +3,9 @@
 A function submitted to a plain :class:`~concurrent.futures.ThreadPoolExecutor` runs in the
 worker thread's own :mod:`contextvars` context, so events it emits lose the request context.
 :class:`ContextThreadPoolExecutor` runs each call in a copy of the context of the code that
-submitted it; :func:`with_context` does the same for one callable handed to any other API.
+submitted it; :func:`with_context` does the same for one callable handed to any other API,
+such as asyncio's ``loop.run_in_executor`` (which, unlike ``asyncio.to_thread`` and asgiref's
+``sync_to_async``/``async_to_sync``, does not carry the context).
 """
 
 from __future__ import annotations

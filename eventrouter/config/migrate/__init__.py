@@ -11,7 +11,12 @@ built as its children when its constructor takes them (``build``: :class:`Engine
 event-tracking itself need not be installed.
 """
 
-from eventrouter.config.migrate.build import Engine, build_engine, load_settings
+from eventrouter.config.migrate.build import (
+    Engine,
+    build_engine,
+    built_through_engine,
+    load_settings,
+)
 from eventrouter.config.migrate.rows import ROWS, Row
 from eventrouter.config.migrate.walk import Translation, is_event_tracking, original, translate
 
@@ -21,6 +26,7 @@ __all__ = [
     "Row",
     "Translation",
     "build_engine",
+    "built_through_engine",
     "is_event_tracking",
     "load_settings",
     "original",

@@ -10,6 +10,7 @@ from eventrouter._typecheck import Parameters
 from eventrouter.config.migrate.positions import is_engine
 from eventrouter.config.migrate.rows import ROWS
 from eventrouter.config.migrate.walk import (
+    ENGINE_CLASS,
     SETTINGS_BACKENDS,
     SETTINGS_PROCESSORS,
     short_name,
@@ -58,6 +59,15 @@ class Engine:
             elif children:
                 raise TypeError(f"{engine!r} does not take {name}")
         return target(**kwargs)
+
+
+def built_through_engine(class_name: str, options: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """For a node whose ``class`` is :class:`Engine`: the class it builds (its dotted path)
+    and that class's own options; ``None`` for any other node."""
+    engine = options.get("engine")
+    if class_name != ENGINE_CLASS or not isinstance(engine, str) or not engine:
+        return None
+    return engine, options.get("options") or {}
 
 
 def build_engine(engine: str, options: Mapping[str, Any] | None = None) -> Any:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-from eventrouter._typecheck import Parameters, kind_of
+from eventrouter._typecheck import kind_of
 from eventrouter.config.migrate.positions import Where, join, location, value_line
 
 if TYPE_CHECKING:
@@ -47,31 +47,6 @@ class Row:
     special: Callable[[Walk, Mapping[Any, Any], dict[str, Any], Where], None] | None = None
 
 
-DISABLED = "\0disabled"  # set in ``out`` by a special function to switch the node off
-
-
-def takes(kind: Literal["backend", "processor"], name: str, option: str) -> bool:
-    """Whether our class ``name`` names ``option`` as a parameter (so a translation only sets
-    options that the installed version knows; ``**kwargs`` does not count)."""
-    from eventrouter import registry
-
-    try:
-        params = Parameters.of(registry.resolve(kind, name))
-    except Exception:
-        return False
-    return params is not None and option in params.names
-
-
-def requires(kind: Literal["backend", "processor"], name: str, option: str) -> bool:
-    from eventrouter import registry
-
-    try:
-        params = Parameters.of(registry.resolve(kind, name))
-    except Exception:
-        return False
-    return params is not None and option in params.required
-
-
 # -- the special cases --------------------------------------------------------------------
 
 
@@ -83,9 +58,8 @@ def _logger(walk: Walk, options: Mapping[Any, Any], out: dict[str, Any], where: 
     out.setdefault("max_event_size", EVENT_TRACKING_MAX_EVENT_SIZE)
     if isinstance(out.get("level"), str):
         out["level"] = out["level"].upper()
-    for option, value in (("oversize", "drop"), ("line_format", "event-tracking")):
-        if takes("backend", "jsonlog", option):
-            out[option] = value
+    out["oversize"] = "drop"
+    out["line_format"] = "event-tracking"
 
 
 def _mongodb(walk: Walk, options: Mapping[Any, Any], out: dict[str, Any], where: Where) -> None:
@@ -134,24 +108,7 @@ def _mongodb(walk: Walk, options: Mapping[Any, Any], out: dict[str, Any], where:
         else:
             out[name] = value
             walk.option(extra, name, extra_where, name)
-    if takes("backend", "mongodb", "indexes"):
-        out["indexes"] = "event-tracking"  # a descending `time` and an ascending `name` index
-
-
-def _segment(walk: Walk, options: Mapping[Any, Any], out: dict[str, Any], where: Where) -> None:
-    if "write_key" in out or not requires("backend", "segment", "write_key"):
-        return  # the backend reads the `analytics` module's settings at first use
-    # event-tracking relied on `analytics.write_key` being set elsewhere (edx-platform sets it
-    # from LMS_SEGMENT_KEY); use it when it is, else switch the node off.
-    write_key = _analytics_write_key()
-    if write_key:
-        out["write_key"] = write_key
-        return
-    walk.note(
-        f"{where.path}: SegmentBackend is disabled: no write key (event-tracking read "
-        f"analytics.write_key, which is not set); add OPTIONS.write_key"
-    )
-    out[DISABLED] = True
+    out["indexes"] = "event-tracking"  # a descending `time` and an ascending `name` index
 
 
 def _whitelist(walk: Walk, options: Mapping[Any, Any], out: dict[str, Any], where: Where) -> None:
@@ -275,7 +232,6 @@ ROWS: dict[str, Row] = {
             {},
             "sends logged-in users' events only, as before; the write key and settings of "
             "the `analytics` module are read at first use",
-            _segment,
         ),
         Row(
             "eventtracking.processors.whitelist.NameWhitelistProcessor",
@@ -335,15 +291,6 @@ def _with_credentials(uri: str, credentials: str) -> str:
     if "@" in authority:
         return uri
     return f"{scheme}://{credentials}{rest}"
-
-
-def _analytics_write_key() -> str | None:
-    try:
-        import analytics  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    key = getattr(analytics, "write_key", None)
-    return key if isinstance(key, str) and key else None
 
 
 def _upstream_error(module: str, name: str) -> Callable[[str], Exception]:

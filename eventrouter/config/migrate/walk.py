@@ -16,7 +16,7 @@ from eventrouter.config.migrate.positions import (
     location,
     value_line,
 )
-from eventrouter.config.migrate.rows import DISABLED, ROWS, Row
+from eventrouter.config.migrate.rows import ROWS, Row
 
 SETTINGS_BACKENDS = "EVENT_TRACKING_BACKENDS"
 SETTINGS_PROCESSORS = "EVENT_TRACKING_PROCESSORS"
@@ -216,8 +216,6 @@ class Walk:
         node: dict[str, Any] = {"class": row.target}
         if row.special is not None:
             row.special(self, options, out, where)
-            if out.pop(DISABLED, False):
-                node["enabled"] = False
         node["options"] = out
         return node
 
