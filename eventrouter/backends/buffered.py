@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from eventrouter import _fork, lifecycle
 from eventrouter import signals as _signals
@@ -1033,6 +1033,22 @@ class BufferedBackend:
 
     def __repr__(self) -> str:
         return f"BufferedBackend({self.backend!r}, path={self.path!r})"
+
+    if not TYPE_CHECKING:  # typed code reaches the wrapped backend through `.backend`
+
+        def __getattr__(self, name: str) -> Any:
+            """The wrapped backend's public attributes, such as a MongoDB node's
+            ``connection``, ``database`` and ``collection``, so code written for the bare
+            backend keeps working. The delivery hooks are never delegated: a caller that
+            found the backend's ``send_batch`` here would skip the queue."""
+            backend = self.__dict__.get("backend")
+            if backend is None or name.startswith("_") or name in _NOT_DELEGATED:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            return getattr(backend, name)
+
+
+_NOT_DELEGATED: Final = frozenset({"send_batch", "replay_batch", "bind_config"})
+"""Hooks of the wrapped backend that :class:`BufferedBackend` must not appear to have."""
 
 
 def _event_of(item: _Item) -> Event:
