@@ -247,13 +247,13 @@ def test_unknown_option_of_a_known_engine_is_reported_with_its_settings_path() -
     with pytest.raises(ConfigError) as caught:
         load(
             {
-                "log": {
-                    "ENGINE": "eventtracking.backends.logger.LoggerBackend",
-                    "OPTIONS": {"nmae": "tracking"},
+                "r": {
+                    "ENGINE": "eventtracking.backends.routing.RoutingBackend",
+                    "OPTIONS": {"backnds": {}},
                 }
             }
         )
-    assert caught.value.issues[0].path == "log.OPTIONS.nmae"
+    assert caught.value.issues[0].path == "r.OPTIONS.backnds"
 
 
 def test_yaml_file_with_engine_settings_is_accepted(tmp_path: Path) -> None:
@@ -430,14 +430,14 @@ def test_settings_from_a_yaml_file_report_exactly_their_mistakes(
 def test_option_refused_by_the_translation_names_its_line(tmp_path: Path) -> None:
     path = tmp_path / "settings.yaml"
     path.write_text(
-        "log:\n  ENGINE: eventtracking.backends.logger.LoggerBackend\n  OPTIONS:\n"
-        "    name: tracking\n    nmae: x\n",
+        "f:\n  ENGINE: eventtracking.backends.routing.RoutingBackend\n  OPTIONS:\n"
+        "    backends: {}\n    nmae: x\n",
         encoding="utf-8",
     )
     with pytest.raises(ConfigError) as caught:
         read_config(path)
     [issue] = caught.value.issues
-    assert (issue.path, issue.line) == ("log.OPTIONS.nmae", 5)
+    assert (issue.path, issue.line) == ("f.OPTIONS.nmae", 5)
 
 
 def test_errors_in_settings_given_as_a_dict_name_the_settings_path_without_a_line() -> None:
@@ -536,7 +536,7 @@ def test_whitelist_refuses_what_event_tracking_refused_with_its_exception_type(
         build_engine(WHITELIST, {"whitelist": whitelist})
 
 
-def test_whitelist_none_in_settings_is_a_config_error_at_its_path() -> None:
+def test_whitelist_none_in_settings_is_a_config_error_and_a_type_error_at_its_path() -> None:
     with pytest.raises(ConfigError) as caught:
         load(
             {
@@ -546,6 +546,7 @@ def test_whitelist_none_in_settings_is_a_config_error_at_its_path() -> None:
                 ],
             }
         )
+    assert isinstance(caught.value, TypeError)  # event-tracking's exception type
     [issue] = caught.value.issues
     assert issue.path == "EVENT_TRACKING_PROCESSORS[0].OPTIONS.whitelist"
 

@@ -8,6 +8,7 @@ no problem is returned. Settings written for openedx event-tracking are translat
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,8 @@ from eventrouter.errors import ConfigError, ConfigIssue, MissingExtraError
 from eventrouter.registry import Kind, UnknownNameError
 
 __all__ = ["validate"]
+
+_log = logging.getLogger("eventrouter.config")
 
 _ROOT_KEYS = ("backends", "processors", "dead_letter")
 _NODE_KEYS = ("class", "options", "backends", "processors", "enabled", "buffered")
@@ -71,8 +74,12 @@ class _Validator:
     def check(self, data: Any) -> ConfigTree:
         tree = ConfigTree(self.file)
         settings_issues: list[ConfigIssue] = []
+        refusals: list[Exception] = []
         if isinstance(data, Mapping) and _migrate.is_event_tracking(data):
             translation = _migrate.translate(data)
+            refusals = translation.refusals
+            for warning in translation.warnings:
+                _log.warning("%s", warning)
             tree.migrated = True
             tree.notes.extend(translation.notes)
             tree.origins = translation.origins
@@ -96,7 +103,8 @@ class _Validator:
             construct_processors(tree, lambda node: _any_under(flawed, node.path), self.issue)
         issues = settings_issues + [tree.as_written(issue) for issue in self.issues]
         if issues:
-            raise ConfigError(sorted(issues, key=lambda issue: issue.line or 0))
+            error = _refused_as(type(refusals[0])) if refusals else ConfigError
+            raise error(sorted(issues, key=lambda issue: issue.line or 0))
         return tree
 
     def refuse(self, tag: UnsafeTag, path: str) -> None:
@@ -387,6 +395,24 @@ class _Validator:
             for message in runtime_problems(node):
                 self.issue(message, class_path, class_line)
         return node
+
+
+_REFUSED_AS: dict[type[Exception], type[ConfigError]] = {}
+
+
+def _refused_as(refused: type[Exception]) -> type[ConfigError]:
+    """A :class:`ConfigError` that is also a ``refused``, for settings that event-tracking's
+    own constructor refused with that exception: code catching it keeps catching it."""
+    if issubclass(refused, ConfigError):
+        return refused
+    made = _REFUSED_AS.get(refused)
+    if made is None:
+        made = _REFUSED_AS[refused] = type(
+            f"ConfigError_{refused.__name__}",
+            (ConfigError, refused),
+            {"__module__": ConfigError.__module__, "__doc__": ConfigError.__doc__},
+        )
+    return made
 
 
 def _any_under(paths: set[str], node_path: str) -> bool:

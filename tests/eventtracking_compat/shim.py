@@ -23,6 +23,7 @@ from typing import Any
 
 import eventtracking
 
+from eventrouter import event as _event
 from eventrouter import tracker as our_tracker
 from eventrouter.config import migrate as _migrate
 
@@ -109,9 +110,19 @@ def installed() -> Iterator[None]:
         parent = importlib.import_module(parent_name)
         saved_attributes.append((parent, child, getattr(parent, child, missing)))
         setattr(parent, child, module)
+    # Upstream's tests freeze the clock by patching ``eventtracking.tracker.datetime``: let
+    # our envelope read the time through that name while the shim is installed.
+    tracker_module = sys.modules["eventtracking.tracker"]
+    saved_now = _event._now
+
+    def frozen_now(tz: Any) -> Any:  # looked up at each call: the test patches it later
+        return tracker_module.datetime.now(tz)
+
+    _event._now = frozen_now
     try:
         yield
     finally:
+        _event._now = saved_now
         for parent, child, value in saved_attributes:
             if value is missing:
                 delattr(parent, child)

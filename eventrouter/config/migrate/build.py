@@ -3,6 +3,8 @@ constructor's arguments, and a tracker from a Django settings object."""
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -12,9 +14,9 @@ from eventrouter.config.migrate.rows import ROWS
 from eventrouter.config.migrate.walk import (
     ENGINE_CLASS,
     SETTINGS_BACKENDS,
+    SETTINGS_DEAD_LETTER,
     SETTINGS_PROCESSORS,
     short_name,
-    translate,
 )
 
 if TYPE_CHECKING:
@@ -78,9 +80,10 @@ def build_engine(engine: str, options: Mapping[str, Any] | None = None) -> Any:
     event-tracking's constructor also made raises the exception it raised.
 
     Raises:
-        TypeError, ValueError: the options are refused (event-tracking's exception type
-            where it had one, e.g. ``TypeError`` for a whitelist that is ``None``).
-        ConfigError: any other problem with the options.
+        ConfigError: the options are refused. Where event-tracking's constructor refused
+            them too, the error is also an instance of the exception it raised (e.g.
+            ``TypeError`` for a whitelist that is ``None``).
+        TypeError, ValueError: event-tracking's router refused its children or options.
     """
     from eventrouter.config import load
 
@@ -101,9 +104,6 @@ def build_engine(engine: str, options: Mapping[str, Any] | None = None) -> Any:
         settings: dict[str, Any] = {SETTINGS_BACKENDS: {}, SETTINGS_PROCESSORS: [node]}
     else:
         settings = {SETTINGS_BACKENDS: {"default": node}}
-    translation = translate(settings)
-    if translation.refusals:
-        raise translation.refusals[0]
     tracker = load(settings)
     if row is not None and row.kind == "processor":
         return tracker.processors[0]
@@ -135,19 +135,28 @@ def _objects(children: Any) -> Any:
     return children
 
 
-def load_settings(settings: Any, *, env: Mapping[str, str] | None = None) -> Tracker:
+def load_settings(
+    settings: Any,
+    *,
+    dead_letter: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Tracker:
     """Build a :class:`~eventrouter.tracker.Tracker` from Django settings written for
     event-tracking, as its ``DjangoTracker`` did.
 
-    Reads ``EVENT_TRACKING_BACKENDS`` (default ``{}``) and ``EVENT_TRACKING_PROCESSORS``
-    (default ``[]``) from ``settings``: ``django.conf.settings``, a settings module, any
-    object with those attributes, or a mapping with those keys::
+    Reads ``EVENT_TRACKING_BACKENDS`` (default ``{}``), ``EVENT_TRACKING_PROCESSORS``
+    (default ``[]``) and ``EVENTROUTER_DEAD_LETTER`` (default none) from ``settings``:
+    ``django.conf.settings``, a settings module, any object with those attributes, or a
+    mapping with those keys::
 
         from django.conf import settings
         tracker.register_tracker(eventrouter.load_settings(settings))
 
     Args:
-        settings: where to read the two settings from.
+        settings: where to read the settings from.
+        dead_letter: the dead-letter file (its path) for every node that takes one: events
+            a MongoDB or Segment node gives up on, and events a log drops as oversize, are
+            written there instead of being lost. Overrides ``EVENTROUTER_DEAD_LETTER``.
         env: the variables ``${VAR}`` expands from; defaults to ``os.environ``.
 
     Raises:
@@ -156,10 +165,15 @@ def load_settings(settings: Any, *, env: Mapping[str, str] | None = None) -> Tra
     from eventrouter.config import load
 
     if isinstance(settings, Mapping):
-        backends = settings.get(SETTINGS_BACKENDS, {})
-        processors = settings.get(SETTINGS_PROCESSORS, [])
+        read: Any = settings.get
     else:
-        backends = getattr(settings, SETTINGS_BACKENDS, {})
-        processors = getattr(settings, SETTINGS_PROCESSORS, [])
-    tracker: Tracker = load({SETTINGS_BACKENDS: backends, SETTINGS_PROCESSORS: processors}, env=env)
+        read = functools.partial(getattr, settings)
+    data: dict[str, Any] = {
+        SETTINGS_BACKENDS: read(SETTINGS_BACKENDS, {}),
+        SETTINGS_PROCESSORS: read(SETTINGS_PROCESSORS, []),
+    }
+    chosen = dead_letter if dead_letter is not None else read(SETTINGS_DEAD_LETTER, None)
+    if chosen is not None:
+        data[SETTINGS_DEAD_LETTER] = chosen
+    tracker: Tracker = load(data, env=env)
     return tracker

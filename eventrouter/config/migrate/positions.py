@@ -1,5 +1,9 @@
-"""Where things are: paths in the settings and in the translated configuration, and the
-lines of settings read from a YAML file."""
+"""Where things are: paths in the settings and in the translated configuration.
+
+Lines of settings read from a YAML file are asked for with :mod:`eventrouter.config.read`'s
+``key_line``, ``value_line`` and ``line_of``, the one API for positions (re-exported here for
+the other modules of this package).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eventrouter.config.read import LineDict, LineList
+from eventrouter.config.read import key_line, line_of, value_line
+
+__all__ = ["Where", "is_engine", "join", "key_line", "line_of", "location", "value_line"]
 
 
 @dataclass(frozen=True)
@@ -19,33 +25,16 @@ class Where:
     line: int | None
 
 
-def key_line(container: Any, key: Any) -> int | None:
-    if isinstance(container, LineDict):
-        return container.key_lines.get(key, container.line)
-    return None
-
-
-def value_line(container: Any, key: Any) -> int | None:
-    if isinstance(container, LineDict):
-        return container.value_lines.get(key, container.line)
-    if isinstance(container, LineList) and isinstance(key, int) and key < len(container):
-        return container.item_lines[key]
-    return None
-
-
-def line_of(value: Any, fallback: int | None) -> int | None:
-    if isinstance(value, LineDict | LineList) and value.line is not None:
-        return value.line
-    return fallback
-
-
 def is_engine(value: Any) -> bool:
+    """Whether ``value`` is an event-tracking node: a mapping with an ``ENGINE`` key."""
     return isinstance(value, Mapping) and "ENGINE" in value
 
 
 def join(path: str, key: Any) -> str:
+    """The dotted path of ``key`` inside the node at ``path`` (``""`` for the root)."""
     return f"{path}.{key}" if path else str(key)
 
 
 def location(where: Where) -> tuple[str, int | None]:
+    """The settings path and line of ``where``, as problems are reported."""
     return where.path, where.line

@@ -4,7 +4,7 @@ say."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
@@ -37,6 +37,8 @@ class Row:
         note: what differs, for the documentation.
         special: ``special(walk, options, out, where)`` completes ``out`` (our options)
             from ``options`` (as written) where a rename is not enough.
+        ignores_unknown: the class took ``**kwargs`` and ignored the options it did not
+            know; they are ignored here too, with a warning.
     """
 
     engine: str
@@ -45,6 +47,7 @@ class Row:
     options: Mapping[str, str | None]
     note: str
     special: Callable[[Walk, Mapping[Any, Any], dict[str, Any], Where], None] | None = None
+    ignores_unknown: bool = False
 
 
 # -- the special cases --------------------------------------------------------------------
@@ -108,6 +111,7 @@ def _mongodb(walk: Walk, options: Mapping[Any, Any], out: dict[str, Any], where:
         else:
             out[name] = value
             walk.option(extra, name, extra_where, name)
+    out.setdefault("tz_aware", True)  # event-tracking's default: dates read back are aware
     out["indexes"] = "event-tracking"  # a descending `time` and an ascending `name` index
 
 
@@ -122,16 +126,20 @@ def _whitelist(walk: Walk, options: Mapping[Any, Any], out: dict[str, Any], wher
         out["allow"] = []
         return
     names = list(value)
-    bad = [n for n in names if not isinstance(n, str) or not n]
-    if bad:
+    unhashable = [n for n in names if not isinstance(n, Hashable)]
+    if unhashable:  # event-tracking's frozenset(whitelist) raised TypeError
         walk.problem(
-            f"the whitelist holds {kind_of(bad[0])}: event names are non-empty strings",
+            f"the whitelist holds {kind_of(unhashable[0])}, which cannot be an event name",
             here,
             line,
+            TypeError(_WHITELIST_REFUSAL),
         )
-    out["allow"] = [_exact_name(n) for n in names if isinstance(n, str) and n]
+    # Any other item is kept as event-tracking kept it: one that is not a non-empty str
+    # never equals an event name, so it matches nothing and is left out.
+    kept = [i for i, n in enumerate(names) if isinstance(n, str) and n]
+    out["allow"] = [_exact_name(names[i]) for i in kept]
     if isinstance(value, list | tuple):
-        walk.items(where, "allow", "whitelist", value, list(range(len(names))))
+        walk.items(where, "allow", "whitelist", value, kept)
 
 
 def _regex_filter(
@@ -203,10 +211,16 @@ ROWS: dict[str, Row] = {
             "eventtracking.backends.logger.LoggerBackend",
             "backend",
             "jsonlog",
-            {"name": "logger_name", "level": "level", "max_event_size": "max_event_size"},
+            {
+                "name": "logger_name",
+                "level": "level",
+                "max_event_size": "max_event_size",
+                "dead_letter": "dead_letter",
+            },
             "no `name`: the root logger; events over max_event_size (1024 unless given) "
             "dropped; event-tracking's line format",
             _logger,
+            ignores_unknown=True,
         ),
         Row(
             "eventtracking.backends.mongodb.MongoBackend",
@@ -224,6 +238,7 @@ ROWS: dict[str, Row] = {
             "host, port, user, password become `uri`; `extra` becomes client options; "
             "event-tracking's indexes; writes acknowledged",
             _mongodb,
+            ignores_unknown=True,
         ),
         Row(
             "eventtracking.backends.segment.SegmentBackend",
@@ -240,6 +255,7 @@ ROWS: dict[str, Row] = {
             {"whitelist": None},
             "`whitelist` (any iterable of names) becomes exact `allow` names",
             _whitelist,
+            ignores_unknown=True,
         ),
         Row(
             "eventtracking.processors.regex_filter.RegexFilter",

@@ -3,6 +3,7 @@ translated path recorded."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from eventrouter.config.migrate.rows import ROWS, Row
 
 SETTINGS_BACKENDS = "EVENT_TRACKING_BACKENDS"
 SETTINGS_PROCESSORS = "EVENT_TRACKING_PROCESSORS"
+SETTINGS_DEAD_LETTER = "EVENTROUTER_DEAD_LETTER"
 
 #: The class a user's ENGINE with ENGINE-dict children is built through (see ``Engine``).
 ENGINE_CLASS = "eventrouter.config.migrate.Engine"
@@ -29,6 +31,8 @@ ENGINE_CLASS = "eventrouter.config.migrate.Engine"
 class Translation:
     """The translated configuration, remarks worth logging, and problems.
 
+    ``warnings`` are settings that load but are very likely mistakes (options
+    event-tracking's class ignored); the validator logs each once.
     ``problems`` are ``(message, path, line)`` with the path in the settings as written.
     ``refusals`` hold, for the problems event-tracking's own constructor refused too, the
     exception it raised (its type, or a subclass), so :func:`build_engine` raises the same.
@@ -39,6 +43,7 @@ class Translation:
 
     config: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     problems: list[tuple[str, str, int | None]] = field(default_factory=list)
     refusals: list[Exception] = field(default_factory=list)
     origins: dict[str, tuple[str, int | None]] = field(default_factory=dict)
@@ -85,6 +90,7 @@ def translate(data: Mapping[Any, Any]) -> Translation:
         return result
     if SETTINGS_BACKENDS in data:
         processors = data.get(SETTINGS_PROCESSORS) or []
+        dead_letter = _dead_letter(data, walk)
         result.config = {
             "backends": walk.backends(
                 data[SETTINGS_BACKENDS],
@@ -95,9 +101,28 @@ def translate(data: Mapping[Any, Any]) -> Translation:
                 Where(SETTINGS_PROCESSORS, "processors", value_line(data, SETTINGS_PROCESSORS)),
             ),
         }
+        if dead_letter is not None:
+            result.config["dead_letter"] = dead_letter
     else:
         result.config = {"backends": walk.backends(data, Where("", "backends", line_of(data, 1)))}
     return result
+
+
+def _dead_letter(data: Mapping[Any, Any], walk: Walk) -> Any:
+    """The dead-letter file named next to the settings (``EVENTROUTER_DEAD_LETTER``, or
+    ``dead_letter`` as in our format), with its origin recorded; ``None`` if none is."""
+    given = [key for key in (SETTINGS_DEAD_LETTER, "dead_letter") if data.get(key) is not None]
+    if not given:
+        return None
+    if len(given) > 1:
+        walk.problem(
+            f"give the dead-letter file once: {SETTINGS_DEAD_LETTER} or dead_letter",
+            "dead_letter",
+            key_line(data, "dead_letter"),
+        )
+    walk.origin("dead_letter", given[0], value_line(data, given[0]))
+    value = data[given[0]]
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 class Walk:
@@ -116,6 +141,9 @@ class Walk:
 
     def note(self, text: str) -> None:
         self.result.notes.append(text)
+
+    def warn(self, text: str) -> None:
+        self.result.warnings.append(text)
 
     def origin(self, to: str, path: str, line: int | None) -> None:
         if to:
@@ -201,13 +229,19 @@ class Walk:
     def row(self, row: Row, options: Mapping[Any, Any], where: Where) -> dict[str, Any]:
         """A node of one of event-tracking's own (non-router) classes."""
         out: dict[str, Any] = {}
+        ignored = [name for name in options if name not in row.options]
+        if ignored and row.ignores_unknown:
+            line = key_line(options, ignored[0])
+            self.warn(
+                f"{where.path}{f' (line {line})' if line else ''}: "
+                f"{short_name(row.engine)} ignores the option(s) "
+                f"{', '.join(repr(name) for name in ignored)}, as event-tracking did; "
+                f"remove them"
+            )
         for name, value in options.items():
             if name not in row.options:
-                self.problem(
-                    f"{short_name(row.engine)} has no option {name!r}",
-                    join(where.path, name),
-                    key_line(options, name),
-                )
+                if not row.ignores_unknown:
+                    self.unknown_option(row, options, name, where)
                 continue
             new = row.options[name]
             if new is not None:
@@ -226,11 +260,7 @@ class Walk:
                 f"`backend_name` (a Celery lookup key) is not needed"
             )
         for name in sorted(set(options) - set(row.options), key=str):
-            self.problem(
-                f"{short_name(row.engine)} has no option {name!r}",
-                join(where.path, name),
-                key_line(options, name),
-            )
+            self.unknown_option(row, options, name, where)
         node: dict[str, Any] = {"class": "router"}
         node["backends"] = self.backends(
             options.get("backends") or {},
@@ -245,6 +275,14 @@ class Walk:
                 options["processors"], self.child(options, "processors", where)
             )
         return node
+
+    def unknown_option(
+        self, row: Row, options: Mapping[Any, Any], name: Any, where: Where
+    ) -> None:
+        """Report ``name``, an option the class does not take (its constructor raised
+        ``TypeError`` for it)."""
+        message = f"{short_name(row.engine)} has no option {name!r}"
+        self.problem(message, join(where.path, name), key_line(options, name), TypeError(message))
 
     def child(self, options: Mapping[Any, Any], name: str, where: Where) -> Where:
         return Where(join(where.path, name), join(where.to, name), value_line(options, name))
