@@ -276,9 +276,7 @@ class Walk:
             )
         return node
 
-    def unknown_option(
-        self, row: Row, options: Mapping[Any, Any], name: Any, where: Where
-    ) -> None:
+    def unknown_option(self, row: Row, options: Mapping[Any, Any], name: Any, where: Where) -> None:
         """Report ``name``, an option the class does not take (its constructor raised
         ``TypeError`` for it)."""
         message = f"{short_name(row.engine)} has no option {name!r}"
