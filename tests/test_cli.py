@@ -25,6 +25,7 @@ import pytest
 # imported with pymongo, before a test hides pymongo (the module remembers what it found)
 import eventrouter.backends.mongodb  # noqa: F401
 from eventrouter import __version__, cli
+from eventrouter._cli import events
 from eventrouter.config import load
 
 REPO = Path(__file__).resolve().parent.parent
@@ -467,7 +468,7 @@ def test_an_out_of_range_timestamp_skips_its_line_only(
 def test_a_line_longer_than_the_limit_is_skipped_and_the_rest_routed(
     run: Run, good: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "MAX_LINE_BYTES", 100)
+    monkeypatch.setattr(events, "MAX_LINE_BYTES", 100)
     long = event_line("long", padding="x" * 250)
     stdin = "\n".join([event_line("a"), long, event_line("b")]) + "\n"
     result = run("route", str(good), "-", stdin=stdin)

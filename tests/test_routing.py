@@ -11,7 +11,7 @@ import pytest
 from conftest import lock_held_elsewhere, needs_fork, run_in_fork
 
 from eventrouter import EventEmissionExit, MemoryBackend, RoutingBackend, build_event
-from eventrouter.backends.routing import describe
+from eventrouter._loglabels import describe
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.typing import Event
 
