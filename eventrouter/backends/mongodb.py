@@ -120,6 +120,10 @@ class MongoBackend:
         OptionError: an option is unknown to pymongo or has the wrong type or value.
     """
 
+    buffered_by_default = True
+    """A YAML node of this class, or of a subclass, is buffered unless it says
+    ``buffered: false``."""
+
     def __init__(
         self,
         *,

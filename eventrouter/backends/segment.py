@@ -183,6 +183,10 @@ class SegmentBackend:
         OptionError: an option has the wrong type or value.
     """
 
+    buffered_by_default = True
+    """A YAML node of this class, or of a subclass, is buffered unless it says
+    ``buffered: false``."""
+
     def __init__(
         self,
         *,
