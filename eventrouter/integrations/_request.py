@@ -93,15 +93,7 @@ def drop_ignored(event: Event) -> Event:
     return event
 
 
-_install_lock = threading.Lock()
-
-
-def _renew_install_lock() -> None:
-    global _install_lock  # noqa: PLW0603 - a fork may leave the old one held forever
-    _install_lock = threading.Lock()
-
-
-_fork.at_fork_in_child(_renew_install_lock)
+_install_lock = _fork.Lock()
 
 
 def install_ignore_filter(tracker: Tracker) -> None:
