@@ -43,14 +43,19 @@ from eventrouter.typing import Event
 __all__ = [
     "CONTEXT_KEYS",
     "CONTEXT_NAME",
+    "DEFAULT_MAX_LENGTH",
     "HEADERS",
+    "MAX_FORWARDED_HOPS",
     "ContextHook",
     "Header",
     "HeaderGetter",
     "RequestContextBuilder",
+    "astream_in_context",
     "drop_ignored",
     "install_ignore_filter",
     "muted",
+    "parse_proxies",
+    "stream_in_context",
 ]
 
 log = logging.getLogger("eventrouter.integrations")
@@ -100,7 +105,9 @@ HeaderGetter = Callable[[Header], str | None]
 """Given a :class:`Header`, the request's value of it (``None`` when it has none)."""
 
 DEFAULT_MAX_LENGTH = 512
+"""The longest a string value of the context may be, unless ``max_length`` says otherwise."""
 MAX_FORWARDED_HOPS = 20
+"""The most ``X-Forwarded-For`` entries read (from the right): a longer header is cut."""
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 
 ContextHook = Callable[[Any], Mapping[str, Any] | None]

@@ -32,12 +32,16 @@ from eventrouter.integrations._request import (
 )
 from eventrouter.tracker import Tracker, get_tracker
 
-__all__ = ["TrackingContextMiddleware"]
+__all__ = ["ASGIApp", "Receive", "Scope", "Send", "TrackingContextMiddleware"]
 
 Scope = MutableMapping[str, Any]
+"""An ASGI connection scope."""
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+"""An ASGI ``receive`` callable."""
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+"""An ASGI ``send`` callable."""
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+"""An ASGI application, such as the one the middleware wraps."""
 
 _WANTED = {header.name.encode("latin-1"): header.field for header in HEADERS}
 _WANTED[b"cookie"] = "cookie"

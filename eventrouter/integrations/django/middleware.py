@@ -25,9 +25,12 @@ from eventrouter.integrations._request import (
 from eventrouter.integrations.django import _settings
 from eventrouter.tracker import Tracker, get_tracker
 
+__all__ = ["VIEW_CONTEXT_NAME", "TrackingContextMiddleware"]
+
 log = logging.getLogger("eventrouter.integrations")
 
 VIEW_CONTEXT_NAME = "request.view"
+"""The name the view's own context (its ``route``) is entered under, inside the request's."""
 _STATE = "_eventrouter_tracker"
 
 
