@@ -229,6 +229,7 @@ def unreachable_backend(port: int) -> MongoBackend:
     return MongoBackend(uri=f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=200)
 
 
+@pytest.mark.slow
 def test_a_server_that_is_down_raises_a_retryable_delivery_error(unused_port: int) -> None:
     backend = unreachable_backend(unused_port)
     with pytest.raises(DeliveryError) as raised:
@@ -236,6 +237,7 @@ def test_a_server_that_is_down_raises_a_retryable_delivery_error(unused_port: in
     assert raised.value.retryable
 
 
+@pytest.mark.slow
 def test_a_server_that_is_down_never_raises_into_the_app_and_is_counted(
     unused_port: int,
 ) -> None:
@@ -245,6 +247,7 @@ def test_a_server_that_is_down_never_raises_into_the_app_and_is_counted(
     assert router.stats()["backends"]["mongo"]["failed"] == 2
 
 
+@pytest.mark.slow
 def test_a_batch_to_a_server_that_is_down_raises_delivery_error(unused_port: int) -> None:
     with pytest.raises(DeliveryError):
         unreachable_backend(unused_port).send_batch([event(), event()])
@@ -479,6 +482,7 @@ def silent_server() -> Iterator[int]:
     listener.close()
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_raises_a_retryable_error(silent_server: int) -> None:
     backend = MongoBackend(
         uri=f"mongodb://127.0.0.1:{silent_server}",

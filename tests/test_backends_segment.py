@@ -513,6 +513,7 @@ def test_the_send_option_wins_over_analytics_send(
     assert len(segment_ingest.messages) == 1
 
 
+@pytest.mark.slow
 def test_gzip_and_timeout_follow_the_analytics_module(
     analytics_settings: types.SimpleNamespace, segment_ingest: SegmentIngest
 ) -> None:
@@ -563,6 +564,7 @@ class _Proxy:
         self.server.server_close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["option", "module"])
 def test_posts_go_through_the_proxies_given(
     where: str, analytics_settings: types.SimpleNamespace

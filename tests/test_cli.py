@@ -191,6 +191,7 @@ def test_modules_in_the_current_directory_are_found(run: Run, tmp_path: Path) ->
     assert str(tmp_path) not in sys.path  # put back as it was
 
 
+@pytest.mark.slow
 def test_the_console_script_imports_from_the_current_directory(tmp_path: Path) -> None:
     """End to end: the installed `eventrouter` script, not `python -m`, finds ./module.py."""
     script = Path(sys.executable).parent / "eventrouter"
@@ -631,6 +632,7 @@ def test_third_party_loggers_are_kept_at_info_unless_the_user_set_them(
 # -- end to end: the real process -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_example_events_route_through_the_example_config(tmp_path: Path) -> None:
     result = run_process("route", str(EXAMPLE_CONFIG), str(EXAMPLE_EVENTS), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -654,6 +656,7 @@ def test_example_events_file_is_what_the_generator_makes() -> None:
     assert len(lines) >= 200
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is POSIX")
 def test_interrupt_flushes_and_prints_the_summary(good: Path, tmp_path: Path) -> None:
     process = subprocess.Popen(
@@ -714,6 +717,7 @@ def _route_on_a_terminal(config: Path, events: Path, cwd: Path, *extra: str) -> 
     return shown.decode("utf-8", "replace")
 
 
+@pytest.mark.slow
 def test_route_shows_a_progress_bar_on_a_terminal_for_files(good: Path, tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text("".join(event_line("video.played") + "\n" for _ in range(200)))
@@ -721,6 +725,7 @@ def test_route_shows_a_progress_bar_on_a_terminal_for_files(good: Path, tmp_path
     assert "routing" not in _route_on_a_terminal(good, events, tmp_path, "--no-progress")
 
 
+@pytest.mark.slow
 def test_a_mongodb_failure_names_the_node_not_its_database(
     caplog: pytest.LogCaptureFixture, unused_port: int
 ) -> None:

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from buffered_helpers import WAIT
 
 CONFIG = """\
@@ -17,6 +18,7 @@ backends:
 """
 
 
+@pytest.mark.slow
 def test_sigterm_during_route_flushes_prints_the_summary_and_exits_143(tmp_path: Path) -> None:
     config = tmp_path / "routing.yaml"
     config.write_text(CONFIG)

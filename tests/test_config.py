@@ -1098,6 +1098,7 @@ def test_python_tag_as_class_is_refused_as_a_tag(tmp_path: Path) -> None:
     assert issue.path == "backends.a.class"
 
 
+@pytest.mark.slow
 def test_nested_aliases_are_refused_quickly(tmp_path: Path) -> None:
     levels = ["a: &a [" + ", ".join(['"x"'] * 10) + "]"]
     for prev, name in zip("abcdefg", "bcdefgh", strict=True):

@@ -26,6 +26,7 @@ def test_a_registered_lock_is_free_in_the_child() -> None:
         assert run_in_fork(lambda: 0 if owner._lock.acquire(timeout=5) else 1) == 0
 
 
+@pytest.mark.slow
 @needs_fork
 def test_an_unregistered_lock_stays_held_in_the_child() -> None:
     owner = Owner()  # the failure the registry exists to prevent
