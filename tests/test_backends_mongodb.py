@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RestartableMongo, lock_held_elsewhere, needs_fork, run_in_fork
+from conftest import (
+    RestartableMongo,
+    fork_while_threads_send,
+    lock_held_elsewhere,
+    needs_fork,
+    run_in_fork,
+)
 from pymongo import MongoClient, monitoring
 
 import eventrouter
@@ -513,49 +519,22 @@ def test_forks_while_four_threads_send_store_every_event_once(
 ) -> None:
     backend.send(event("warm.up"))  # the parent's client is connected when it forks
     parents_client = backend.connection
-    stop = threading.Event()
-    sent: list[str] = []
-    errors: list[BaseException] = []
 
-    def parent_sender() -> None:
-        while not stop.is_set():
-            one = event("parent")
-            try:
-                backend.send(one)
-            except BaseException as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-                return
-            sent.append(one["id"])
+    def child(one: Event) -> int:
+        backend.send(one)
+        if backend.connection is parents_client:
+            return 3  # it would share the parent's sockets
+        backend.close()
+        return 0
 
-    threads = [threading.Thread(target=parent_sender) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    child_ids: list[str] = []
-    codes: list[int] = []
-    try:
-        for _ in range(50):
-            one = event("child")
-            child_ids.append(one["id"])
-
-            def child(one: Event = one) -> int:
-                backend.send(one)
-                if backend.connection is parents_client:
-                    return 3  # it would share the parent's sockets
-                backend.close()
-                return 0
-
-            codes.append(run_in_fork(child))
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    assert codes == [0] * 50
-    assert errors == []
+    storm = fork_while_threads_send(event, backend.send, child)
+    assert storm.codes == [0] * 50
+    assert storm.errors == []
     assert stored.count_documents({"name": "child"}) == 50
-    assert stored.count_documents({"name": "parent"}) == len(sent)
+    assert stored.count_documents({"name": "parent"}) == len(storm.sent)
     assert {d["_id"] for d in stored.find({"name": {"$ne": "warm.up"}}, {"_id": 1})} == {
-        *sent,
-        *child_ids,
+        *storm.sent,
+        *storm.child_ids,
     }
 
 

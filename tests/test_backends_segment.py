@@ -20,6 +20,7 @@ import segment.analytics
 from conftest import (
     SegmentIngest,
     basic_auth,
+    fork_while_threads_send,
     lock_held_elsewhere,
     needs_fork,
     run_in_fork,
@@ -641,46 +642,22 @@ def test_forks_while_four_threads_send_deliver_every_event_once(
     backend = make_backend()
     warm_up = event("warm.up")
     backend.send(warm_up)  # the parent holds a kept-alive connection when it forks
-    stop = threading.Event()
-    sent: list[str] = []
-    errors: list[BaseException] = []
+    parents_session = backend._sessions.peek()
 
-    def parent_sender() -> None:
-        while not stop.is_set():
-            one = event("parent")
-            try:
-                backend.send(one)
-            except BaseException as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-                return
-            sent.append(one["id"])
+    def child(one: Event) -> int:
+        backend.send(one)
+        if backend._sessions.peek() is parents_session:
+            return 3  # it would write into the parent's sockets
+        backend.close()
+        return 0
 
-    threads = [threading.Thread(target=parent_sender) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    child_ids: list[str] = []
-    codes: list[int] = []
-    try:
-        for _ in range(50):
-            one = event("child")
-            child_ids.append(one["id"])
-
-            def child(one: Event = one) -> int:
-                backend.send(one)  # a session of its own, never the parent's socket
-                backend.close()
-                return 0
-
-            codes.append(run_in_fork(child))
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    assert codes == [0] * 50
-    assert errors == []
+    storm = fork_while_threads_send(event, backend.send, child)
+    assert storm.codes == [0] * 50
+    assert storm.errors == []
     assert {r["status"] for r in segment_ingest.requests} == {200}
     ids = message_ids(segment_ingest)
     assert len(ids) == len(set(ids))  # nothing twice
-    assert set(ids) == {warm_up["id"], *sent, *child_ids}
+    assert set(ids) == {warm_up["id"], *storm.sent, *storm.child_ids}
 
 
 @needs_fork
