@@ -45,6 +45,14 @@ def event(name: str = "video.played", **context: Any) -> Event:
     return build_event(name, {"video": "intro"}, context=context or {"user_id": 7})
 
 
+def over_one_request() -> list[Event]:
+    """40 events of 20 KB each: over the 500 KB one request to Segment may carry."""
+    events = [event(f"e.{n}") for n in range(40)]
+    for one in events:
+        one["data"] = {"text": "y" * 20_000}
+    return events
+
+
 def oversized(name: str = "too.big") -> Event:
     big = event(name)
     big["data"] = {"blob": "x" * 40_000}
@@ -253,9 +261,7 @@ def test_sending_does_not_modify_the_event(make_backend: Factory) -> None:
 def test_a_large_batch_is_posted_in_requests_within_segments_size_limit(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
-    events = [event(f"e.{n}") for n in range(40)]
-    for one in events:
-        one["data"] = {"text": "y" * 20_000}  # 40 x 20 KB: over the 500 KB a request may carry
+    events = over_one_request()
     make_backend().send_batch(events)
     assert len(segment_ingest.requests) >= 2
     assert all(len(r["body"]["batch"]) < 40 for r in segment_ingest.requests)
@@ -368,9 +374,7 @@ def test_a_message_over_segments_limit_fails_alone_and_the_rest_is_delivered(
 def test_a_later_request_failing_reports_only_its_events(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
-    events = [event(f"e.{n}") for n in range(40)]
-    for one in events:
-        one["data"] = {"text": "y" * 20_000}
+    events = over_one_request()
     segment_ingest.fail_next(1, status=200)
     segment_ingest.fail_next(1, status=503, retry_after="3")
     with pytest.raises(PartialDeliveryError) as raised:

@@ -657,8 +657,11 @@ def test_example_events_file_is_what_the_generator_makes() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is POSIX")
-def test_interrupt_flushes_and_prints_the_summary(good: Path, tmp_path: Path) -> None:
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT and SIGTERM are POSIX")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_flushes_prints_the_summary_and_exits_128_plus_it(
+    good: Path, tmp_path: Path, signum: signal.Signals
+) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "eventrouter", "route", str(good), "-"],
         cwd=tmp_path,
@@ -676,8 +679,8 @@ def test_interrupt_flushes_and_prints_the_summary(good: Path, tmp_path: Path) ->
     while not (archive.exists() and len(archive.read_text().splitlines()) == 2):
         assert time.monotonic() < deadline, "the two events were never routed"
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)  # stdin stays open: the loop is waiting for input
-    assert process.wait(timeout=DEADLINE) == 130
+    process.send_signal(signum)  # stdin stays open: the loop is waiting for input
+    assert process.wait(timeout=DEADLINE) == 128 + signum  # 130 for SIGINT, 143 for SIGTERM
     stdout, stderr = process.communicate(timeout=DEADLINE)
     assert "interrupted after 2 lines" in stderr
     assert "Traceback" not in stderr

@@ -67,16 +67,21 @@ def _replay_with_signals(
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, request_stop)
     err = Console(file=sys.stderr, highlight=False)
+
+    def run(on_record: Any = None) -> Any:
+        return replaying.replay(
+            tracker.router,
+            args.deadletters,
+            dead_letter=target,
+            only=args.only,
+            dry_run=args.dry_run,
+            interrupted=stop.is_set,
+            on_record=on_record,
+        )
+
     try:
         if args.dry_run or args.no_progress or not err.is_terminal:
-            return replaying.replay(
-                tracker.router,
-                args.deadletters,
-                dead_letter=target,
-                only=args.only,
-                dry_run=args.dry_run,
-                interrupted=stop.is_set,
-            )
+            return run()
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         with Progress(
@@ -84,14 +89,7 @@ def _replay_with_signals(
         ) as progress:
             total = sum(_count_lines(path) for path in args.deadletters)
             task = progress.add_task("replay", total=total)
-            return replaying.replay(
-                tracker.router,
-                args.deadletters,
-                dead_letter=target,
-                only=args.only,
-                interrupted=stop.is_set,
-                on_record=lambda _path: progress.advance(task),
-            )
+            return run(on_record=lambda _path: progress.advance(task))
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
