@@ -6,8 +6,8 @@ the parent belongs to the parent. gunicorn and Celery prefork fork after the rou
 built, so every object that owns such state registers here and is reset in each child.
 
 There is one hook, registered once and only where ``os.register_at_fork`` exists (it does
-not on Windows); everything else in the package goes through :func:`register` or
-:func:`at_fork_in_child`.
+not on Windows); everything else in the package goes through :func:`register`,
+:func:`at_fork_in_child`, :class:`Lock` (a module's lock) or :class:`PerProcess` (a client).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["AfterFork", "LockOwner", "PerProcess", "at_fork_in_child", "register"]
+__all__ = ["AfterFork", "Lock", "LockOwner", "PerProcess", "at_fork_in_child", "register"]
 
 T = TypeVar("T")
 
@@ -74,6 +74,34 @@ def _in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_in_child)
+
+
+class Lock:
+    """A lock that every child forked later gets back new and unlocked.
+
+    For a lock no object owns (a module's registry): ``with lock:`` as with
+    :class:`threading.Lock`. An object's own ``_lock`` needs only :func:`register`.
+    """
+
+    __slots__ = ("__weakref__", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        register(self)
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """As :meth:`threading.Lock.acquire`."""
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        """As :meth:`threading.Lock.release`."""
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release()
 
 
 class PerProcess(Generic[T]):

@@ -54,16 +54,8 @@ class _Node(Protocol):
 
 
 _open: weakref.WeakSet[Any] = weakref.WeakSet()
-_lock = threading.Lock()
+_lock = _fork.Lock()
 _exit_timeout = DEFAULT_EXIT_TIMEOUT
-
-
-def _renew_lock() -> None:
-    global _lock  # noqa: PLW0603 - a fork may leave the old one held forever
-    _lock = threading.Lock()
-
-
-_fork.at_fork_in_child(_renew_lock)
 
 
 def track(node: _Node) -> None:

@@ -244,15 +244,7 @@ def _merge(entries: _Stack) -> dict[str, Any]:
 
 
 _registry: dict[str, Tracker] = {}
-_registry_lock = threading.Lock()
-
-
-def _renew_registry_lock() -> None:
-    global _registry_lock  # noqa: PLW0603 - a fork may leave the old one held forever
-    _registry_lock = threading.Lock()
-
-
-_fork.at_fork_in_child(_renew_registry_lock)
+_registry_lock = _fork.Lock()
 
 
 def register_tracker(tracker: Tracker, name: str = "default") -> None:

@@ -22,6 +22,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,57 @@ def lock_held_elsewhere(owner: Any) -> Iterator[None]:
     finally:
         done.set()
         holder.join()
+
+
+@dataclass
+class ForkStorm:
+    """What :func:`fork_while_threads_send` sent: ids by the parent's threads and by each
+    child, the children's exit codes, and what the parent's threads raised."""
+
+    sent: list[str] = field(default_factory=list)
+    child_ids: list[str] = field(default_factory=list)
+    codes: list[int] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+
+
+def fork_while_threads_send(
+    make_event: Callable[[str], dict[str, Any]],
+    send: Callable[[dict[str, Any]], Any],
+    child: Callable[[dict[str, Any]], int],
+    *,
+    forks: int = 50,
+    threads: int = 4,
+) -> ForkStorm:
+    """Fork ``forks`` children, one after the other, while ``threads`` threads of the parent
+    keep sending events named ``parent`` with ``send``: forks taken mid-send, with locks held
+    and connections in use. Each child runs ``child(event)`` with an event of its own named
+    ``child``; its return value is its exit code."""
+    storm = ForkStorm()
+    stop = threading.Event()
+
+    def parent_sender() -> None:
+        while not stop.is_set():
+            one = make_event("parent")
+            try:
+                send(one)
+            except BaseException as exc:  # pragma: no cover - reported by the test
+                storm.errors.append(exc)
+                return
+            storm.sent.append(one["id"])
+
+    senders = [threading.Thread(target=parent_sender) for _ in range(threads)]
+    for sender in senders:
+        sender.start()
+    try:
+        for _ in range(forks):
+            one = make_event("child")
+            storm.child_ids.append(one["id"])
+            storm.codes.append(run_in_fork(lambda one=one: child(one)))
+    finally:
+        stop.set()
+        for sender in senders:
+            sender.join()
+    return storm
 
 
 # -- MongoDB ------------------------------------------------------------------------------

@@ -218,6 +218,7 @@ def stalled_node(tmp_path: Path, when_full: str, **options: object) -> BufferedB
     return node
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when_full", ["dead_letter", "block"])
 def test_a_full_queue_dead_letters_what_does_not_fit(tmp_path: Path, when_full: str) -> None:
     node = stalled_node(tmp_path, when_full, block_timeout=0.01)
@@ -382,6 +383,7 @@ def test_bind_path_names_the_destination_and_reaches_the_wrapped_node(tmp_path: 
     assert [r["destination"] for r in read_dead_letters(tmp_path / "dl")] == ["analytics.segment"]
 
 
+@pytest.mark.slow
 def test_many_threads_sending_lose_nothing(tmp_path: Path) -> None:
     backend = Recorder(fail_times=2)
     node = BufferedBackend(backend, max_queue=50, dead_letter=tmp_path / "dl", **FAST)

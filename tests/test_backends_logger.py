@@ -390,6 +390,7 @@ def test_a_batch_accepted_before_flush_is_on_disk_after_it(log_path: Path) -> No
     assert backend.stats()["written"] == 50
 
 
+@pytest.mark.slow
 def test_an_accepted_line_reaches_the_os_within_the_flush_interval_without_flush(
     log_path: Path,
 ) -> None:
@@ -409,6 +410,7 @@ def test_a_flush_interval_of_zero_writes_each_line_at_once(log_path: Path) -> No
     backend.close()
 
 
+@pytest.mark.slow
 def test_lines_waiting_at_interpreter_exit_are_written(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -679,6 +681,7 @@ def test_bad_oversize_and_line_format_are_refused(log_path: Path) -> None:
         LoggerBackend(path=log_path, line_format="legacy")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_a_backend_dropped_without_close_still_writes_what_it_accepted(log_path: Path) -> None:
     import gc
 

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RestartableMongo, lock_held_elsewhere, needs_fork, run_in_fork
+from conftest import (
+    RestartableMongo,
+    fork_while_threads_send,
+    lock_held_elsewhere,
+    needs_fork,
+    run_in_fork,
+)
 from pymongo import MongoClient, monitoring
 
 import eventrouter
@@ -229,6 +235,7 @@ def unreachable_backend(port: int) -> MongoBackend:
     return MongoBackend(uri=f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=200)
 
 
+@pytest.mark.slow
 def test_a_server_that_is_down_raises_a_retryable_delivery_error(unused_port: int) -> None:
     backend = unreachable_backend(unused_port)
     with pytest.raises(DeliveryError) as raised:
@@ -236,6 +243,7 @@ def test_a_server_that_is_down_raises_a_retryable_delivery_error(unused_port: in
     assert raised.value.retryable
 
 
+@pytest.mark.slow
 def test_a_server_that_is_down_never_raises_into_the_app_and_is_counted(
     unused_port: int,
 ) -> None:
@@ -245,6 +253,7 @@ def test_a_server_that_is_down_never_raises_into_the_app_and_is_counted(
     assert router.stats()["backends"]["mongo"]["failed"] == 2
 
 
+@pytest.mark.slow
 def test_a_batch_to_a_server_that_is_down_raises_delivery_error(unused_port: int) -> None:
     with pytest.raises(DeliveryError):
         unreachable_backend(unused_port).send_batch([event(), event()])
@@ -479,6 +488,7 @@ def silent_server() -> Iterator[int]:
     listener.close()
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_raises_a_retryable_error(silent_server: int) -> None:
     backend = MongoBackend(
         uri=f"mongodb://127.0.0.1:{silent_server}",
@@ -509,49 +519,22 @@ def test_forks_while_four_threads_send_store_every_event_once(
 ) -> None:
     backend.send(event("warm.up"))  # the parent's client is connected when it forks
     parents_client = backend.connection
-    stop = threading.Event()
-    sent: list[str] = []
-    errors: list[BaseException] = []
 
-    def parent_sender() -> None:
-        while not stop.is_set():
-            one = event("parent")
-            try:
-                backend.send(one)
-            except BaseException as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-                return
-            sent.append(one["id"])
+    def child(one: Event) -> int:
+        backend.send(one)
+        if backend.connection is parents_client:
+            return 3  # it would share the parent's sockets
+        backend.close()
+        return 0
 
-    threads = [threading.Thread(target=parent_sender) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    child_ids: list[str] = []
-    codes: list[int] = []
-    try:
-        for _ in range(50):
-            one = event("child")
-            child_ids.append(one["id"])
-
-            def child(one: Event = one) -> int:
-                backend.send(one)
-                if backend.connection is parents_client:
-                    return 3  # it would share the parent's sockets
-                backend.close()
-                return 0
-
-            codes.append(run_in_fork(child))
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    assert codes == [0] * 50
-    assert errors == []
+    storm = fork_while_threads_send(event, backend.send, child)
+    assert storm.codes == [0] * 50
+    assert storm.errors == []
     assert stored.count_documents({"name": "child"}) == 50
-    assert stored.count_documents({"name": "parent"}) == len(sent)
+    assert stored.count_documents({"name": "parent"}) == len(storm.sent)
     assert {d["_id"] for d in stored.find({"name": {"$ne": "warm.up"}}, {"_id": 1})} == {
-        *sent,
-        *child_ids,
+        *storm.sent,
+        *storm.child_ids,
     }
 
 

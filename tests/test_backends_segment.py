@@ -20,6 +20,7 @@ import segment.analytics
 from conftest import (
     SegmentIngest,
     basic_auth,
+    fork_while_threads_send,
     lock_held_elsewhere,
     needs_fork,
     run_in_fork,
@@ -42,6 +43,14 @@ Factory = Callable[..., SegmentBackend]
 
 def event(name: str = "video.played", **context: Any) -> Event:
     return build_event(name, {"video": "intro"}, context=context or {"user_id": 7})
+
+
+def over_one_request() -> list[Event]:
+    """40 events of 20 KB each: over the 500 KB one request to Segment may carry."""
+    events = [event(f"e.{n}") for n in range(40)]
+    for one in events:
+        one["data"] = {"text": "y" * 20_000}
+    return events
 
 
 def oversized(name: str = "too.big") -> Event:
@@ -252,9 +261,7 @@ def test_sending_does_not_modify_the_event(make_backend: Factory) -> None:
 def test_a_large_batch_is_posted_in_requests_within_segments_size_limit(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
-    events = [event(f"e.{n}") for n in range(40)]
-    for one in events:
-        one["data"] = {"text": "y" * 20_000}  # 40 x 20 KB: over the 500 KB a request may carry
+    events = over_one_request()
     make_backend().send_batch(events)
     assert len(segment_ingest.requests) >= 2
     assert all(len(r["body"]["batch"]) < 40 for r in segment_ingest.requests)
@@ -367,9 +374,7 @@ def test_a_message_over_segments_limit_fails_alone_and_the_rest_is_delivered(
 def test_a_later_request_failing_reports_only_its_events(
     make_backend: Factory, segment_ingest: SegmentIngest
 ) -> None:
-    events = [event(f"e.{n}") for n in range(40)]
-    for one in events:
-        one["data"] = {"text": "y" * 20_000}
+    events = over_one_request()
     segment_ingest.fail_next(1, status=200)
     segment_ingest.fail_next(1, status=503, retry_after="3")
     with pytest.raises(PartialDeliveryError) as raised:
@@ -513,6 +518,7 @@ def test_the_send_option_wins_over_analytics_send(
     assert len(segment_ingest.messages) == 1
 
 
+@pytest.mark.slow
 def test_gzip_and_timeout_follow_the_analytics_module(
     analytics_settings: types.SimpleNamespace, segment_ingest: SegmentIngest
 ) -> None:
@@ -563,6 +569,7 @@ class _Proxy:
         self.server.server_close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["option", "module"])
 def test_posts_go_through_the_proxies_given(
     where: str, analytics_settings: types.SimpleNamespace
@@ -639,46 +646,22 @@ def test_forks_while_four_threads_send_deliver_every_event_once(
     backend = make_backend()
     warm_up = event("warm.up")
     backend.send(warm_up)  # the parent holds a kept-alive connection when it forks
-    stop = threading.Event()
-    sent: list[str] = []
-    errors: list[BaseException] = []
+    parents_session = backend._sessions.peek()
 
-    def parent_sender() -> None:
-        while not stop.is_set():
-            one = event("parent")
-            try:
-                backend.send(one)
-            except BaseException as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-                return
-            sent.append(one["id"])
+    def child(one: Event) -> int:
+        backend.send(one)
+        if backend._sessions.peek() is parents_session:
+            return 3  # it would write into the parent's sockets
+        backend.close()
+        return 0
 
-    threads = [threading.Thread(target=parent_sender) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    child_ids: list[str] = []
-    codes: list[int] = []
-    try:
-        for _ in range(50):
-            one = event("child")
-            child_ids.append(one["id"])
-
-            def child(one: Event = one) -> int:
-                backend.send(one)  # a session of its own, never the parent's socket
-                backend.close()
-                return 0
-
-            codes.append(run_in_fork(child))
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    assert codes == [0] * 50
-    assert errors == []
+    storm = fork_while_threads_send(event, backend.send, child)
+    assert storm.codes == [0] * 50
+    assert storm.errors == []
     assert {r["status"] for r in segment_ingest.requests} == {200}
     ids = message_ids(segment_ingest)
     assert len(ids) == len(set(ids))  # nothing twice
-    assert set(ids) == {warm_up["id"], *sent, *child_ids}
+    assert set(ids) == {warm_up["id"], *storm.sent, *storm.child_ids}
 
 
 @needs_fork

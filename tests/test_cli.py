@@ -25,6 +25,7 @@ import pytest
 # imported with pymongo, before a test hides pymongo (the module remembers what it found)
 import eventrouter.backends.mongodb  # noqa: F401
 from eventrouter import __version__, cli
+from eventrouter._cli import events
 from eventrouter.config import load
 
 REPO = Path(__file__).resolve().parent.parent
@@ -190,6 +191,7 @@ def test_modules_in_the_current_directory_are_found(run: Run, tmp_path: Path) ->
     assert str(tmp_path) not in sys.path  # put back as it was
 
 
+@pytest.mark.slow
 def test_the_console_script_imports_from_the_current_directory(tmp_path: Path) -> None:
     """End to end: the installed `eventrouter` script, not `python -m`, finds ./module.py."""
     script = Path(sys.executable).parent / "eventrouter"
@@ -467,7 +469,7 @@ def test_an_out_of_range_timestamp_skips_its_line_only(
 def test_a_line_longer_than_the_limit_is_skipped_and_the_rest_routed(
     run: Run, good: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "MAX_LINE_BYTES", 100)
+    monkeypatch.setattr(events, "MAX_LINE_BYTES", 100)
     long = event_line("long", padding="x" * 250)
     stdin = "\n".join([event_line("a"), long, event_line("b")]) + "\n"
     result = run("route", str(good), "-", stdin=stdin)
@@ -630,6 +632,7 @@ def test_third_party_loggers_are_kept_at_info_unless_the_user_set_them(
 # -- end to end: the real process -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_example_events_route_through_the_example_config(tmp_path: Path) -> None:
     result = run_process("route", str(EXAMPLE_CONFIG), str(EXAMPLE_EVENTS), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -653,8 +656,12 @@ def test_example_events_file_is_what_the_generator_makes() -> None:
     assert len(lines) >= 200
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is POSIX")
-def test_interrupt_flushes_and_prints_the_summary(good: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT and SIGTERM are POSIX")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_flushes_prints_the_summary_and_exits_128_plus_it(
+    good: Path, tmp_path: Path, signum: signal.Signals
+) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "eventrouter", "route", str(good), "-"],
         cwd=tmp_path,
@@ -672,8 +679,8 @@ def test_interrupt_flushes_and_prints_the_summary(good: Path, tmp_path: Path) ->
     while not (archive.exists() and len(archive.read_text().splitlines()) == 2):
         assert time.monotonic() < deadline, "the two events were never routed"
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)  # stdin stays open: the loop is waiting for input
-    assert process.wait(timeout=DEADLINE) == 130
+    process.send_signal(signum)  # stdin stays open: the loop is waiting for input
+    assert process.wait(timeout=DEADLINE) == 128 + signum  # 130 for SIGINT, 143 for SIGTERM
     stdout, stderr = process.communicate(timeout=DEADLINE)
     assert "interrupted after 2 lines" in stderr
     assert "Traceback" not in stderr
@@ -713,6 +720,7 @@ def _route_on_a_terminal(config: Path, events: Path, cwd: Path, *extra: str) -> 
     return shown.decode("utf-8", "replace")
 
 
+@pytest.mark.slow
 def test_route_shows_a_progress_bar_on_a_terminal_for_files(good: Path, tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text("".join(event_line("video.played") + "\n" for _ in range(200)))
@@ -720,6 +728,7 @@ def test_route_shows_a_progress_bar_on_a_terminal_for_files(good: Path, tmp_path
     assert "routing" not in _route_on_a_terminal(good, events, tmp_path, "--no-progress")
 
 
+@pytest.mark.slow
 def test_a_mongodb_failure_names_the_node_not_its_database(
     caplog: pytest.LogCaptureFixture, unused_port: int
 ) -> None:

@@ -427,6 +427,20 @@ def test_mapping_errors_have_paths_but_no_file_or_line() -> None:
     assert (issue.file, issue.line, issue.path) == (None, None, "backends.mem.options.max")
 
 
+def test_a_mapping_without_backends_gets_no_made_up_line() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"processors": []})
+    (issue,) = caught.value.issues
+    assert (issue.file, issue.line) == (None, None)
+    assert str(issue).startswith("<config>: `backends` is missing")
+
+
+def test_a_file_without_backends_names_the_line_its_settings_start_on(tmp_path: Path) -> None:
+    (issue,) = issues_of(tmp_path, "# routing\n\nprocessors: []\n")
+    assert (issue.line, issue.path) == (3, "")
+    assert "`backends` is missing" in issue.message
+
+
 USER_MODULE = """
 def add_site(event):
     event["context"]["site"] = "example.org"
@@ -1084,6 +1098,7 @@ def test_python_tag_as_class_is_refused_as_a_tag(tmp_path: Path) -> None:
     assert issue.path == "backends.a.class"
 
 
+@pytest.mark.slow
 def test_nested_aliases_are_refused_quickly(tmp_path: Path) -> None:
     levels = ["a: &a [" + ", ".join(['"x"'] * 10) + "]"]
     for prev, name in zip("abcdefg", "bcdefgh", strict=True):

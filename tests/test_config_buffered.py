@@ -75,6 +75,31 @@ def test_mongodb_and_segment_are_buffered_by_default(tmp_path: Path) -> None:
     tracker.close(WAIT)
 
 
+class SiteSegment(SegmentBackend):
+    """A site's own Segment backend: it inherits being buffered."""
+
+
+class SiteMongo(MongoBackend):
+    """A site's own MongoDB backend, which opts out in code."""
+
+    buffered_by_default = False
+
+
+def test_a_subclass_inherits_being_buffered_by_default(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        "backends:\n"
+        f"  segment: {{class: {__name__}.SiteSegment, options: {{write_key: k}}}}\n"
+        f"  mongo: {{class: {__name__}.SiteMongo, options: {{uri: 'mongodb://127.0.0.1:1'}}}}\n",
+    )
+    tracker = load(config)
+    segment = tracker.get_backend("segment")
+    assert isinstance(segment, BufferedBackend)
+    assert isinstance(segment.backend, SiteSegment)
+    assert isinstance(tracker.get_backend("mongo"), SiteMongo)
+    tracker.close(WAIT)
+
+
 def test_buffered_from_the_environment(tmp_path: Path) -> None:
     config = write(tmp_path, "backends:\n  inbox: {class: memory, buffered: '${BUF:-false}'}\n")
     assert isinstance(load(config, env={}).get_backend("inbox"), MemoryBackend)

@@ -112,6 +112,7 @@ def test_illustrations_are_few() -> None:
     assert len(marked) * 5 <= len(every), f"{len(marked)} of {len(every)} blocks only illustrate"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "page",
     [

@@ -167,6 +167,7 @@ def test_a_cycle_is_replaced_by_a_marker(encode: Encode) -> None:
     assert json.loads(encode(data)) == {"a": 1, "self": CYCLE_MARKER}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encode", ENCODERS)
 def test_deep_nesting_does_not_raise(encode: Encode) -> None:
     value: list[Any] = []
@@ -205,6 +206,7 @@ json_data = st.recursive(
 )
 
 
+@pytest.mark.slow
 @given(json_data)
 @pytest.mark.parametrize("encode", ENCODERS)
 def test_plain_json_data_round_trips_exactly(encode: Encode, value: Any) -> None:
@@ -228,6 +230,7 @@ awkward = st.recursive(
 )
 
 
+@pytest.mark.slow
 @given(awkward)
 @pytest.mark.parametrize("encode", ENCODERS)
 def test_any_value_encodes_to_strict_json(encode: Encode, value: Any) -> None:
@@ -318,12 +321,14 @@ def test_the_orjson_path_writes_the_same_bytes_as_the_standard_library(value: An
     assert dumps_fast(value) == dumps(value)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(encoding.orjson is None, reason="orjson not in use")
 @given(awkward | json_data)
 def test_the_orjson_path_writes_the_same_bytes_for_any_value(value: Any) -> None:
     assert dumps_fast(value) == dumps(value)
 
 
+@pytest.mark.slow
 @given(json_data)
 def test_spaced_output_is_what_json_dumps_writes_by_default(value: Any) -> None:
     assert dumps(value, spaced=True) == json.dumps(value)

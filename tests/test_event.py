@@ -51,11 +51,13 @@ def same_structure(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+@pytest.mark.slow
 @given(json_values)
 def test_copy_of_json_like_data_is_exact(value: Any) -> None:
     assert same_structure(copy_event(value), value)
 
 
+@pytest.mark.slow
 @given(st.dictionaries(st.text(), json_values, max_size=6))
 def test_copy_shares_no_mutable_container_with_the_original(value: dict[str, Any]) -> None:
     assert mutable_ids(copy_event(value)).isdisjoint(mutable_ids(value))
@@ -133,6 +135,7 @@ def test_cycle_through_a_tuple_is_copied() -> None:
     assert copied["pair"][1] is not holder
 
 
+@pytest.mark.slow
 def test_very_deep_data_is_copied_without_recursion_error() -> None:
     root: list[Any] = []
     current = root
@@ -205,6 +208,7 @@ class Link:
         self.next = next_link
 
 
+@pytest.mark.slow
 def test_objects_too_deep_for_deepcopy_are_shared_instead_of_raising() -> None:
     chain: Link | None = None
     for _ in range(20_000):

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+import pytest
 from conftest import lock_held_elsewhere, needs_fork, run_in_fork
 
-from eventrouter import _fork
+from eventrouter import _fork, lifecycle, tracker
+from eventrouter.integrations import _request
+from eventrouter.integrations import celery as celery_context
 
 
 class Owner:
@@ -22,11 +26,36 @@ def test_a_registered_lock_is_free_in_the_child() -> None:
         assert run_in_fork(lambda: 0 if owner._lock.acquire(timeout=5) else 1) == 0
 
 
+@pytest.mark.slow
 @needs_fork
 def test_an_unregistered_lock_stays_held_in_the_child() -> None:
     owner = Owner()  # the failure the registry exists to prevent
     with lock_held_elsewhere(owner):
         assert run_in_fork(lambda: 0 if owner._lock.acquire(timeout=0.2) else 1) == 1
+
+
+@needs_fork
+def test_a_fork_lock_is_free_in_the_child_and_still_a_lock() -> None:
+    lock = _fork.Lock()
+    with lock_held_elsewhere(lock):
+        assert not lock.acquire(timeout=0.01)  # held by the other thread
+        assert run_in_fork(lambda: 0 if lock.acquire(timeout=5) else 1) == 0
+
+
+@needs_fork
+@pytest.mark.parametrize(
+    "lock",
+    [
+        lifecycle._lock,
+        tracker._registry_lock,
+        _request._install_lock,
+        celery_context._entered_lock,
+    ],
+    ids=["lifecycle", "tracker registry", "ignore filter", "celery context"],
+)
+def test_module_locks_are_free_in_the_child(lock: Any) -> None:
+    with lock_held_elsewhere(lock):
+        assert run_in_fork(lambda: 0 if lock.acquire(timeout=5) else 1) == 0
 
 
 class Resettable:

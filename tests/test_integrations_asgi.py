@@ -294,6 +294,7 @@ async def test_a_spoofed_forwarded_for_is_ignored_unless_the_proxy_is_trusted(
     ]
 
 
+@pytest.mark.slow
 @run_async
 async def test_a_thousand_concurrent_tasks_never_mix_contexts(memory: MemoryBackend) -> None:
     app = make_app()

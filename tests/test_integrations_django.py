@@ -249,6 +249,7 @@ def test_with_context_in_a_plain_thread_pool_keeps_the_context(memory: MemoryBac
     assert [c["user_id"] for c in contexts(memory, "crossed")] == [16, 16]
 
 
+@pytest.mark.slow
 def test_a_thousand_concurrent_requests_never_mix_contexts(memory: MemoryBackend) -> None:
     local = threading.local()
     leftovers: list[dict[str, Any]] = []
@@ -278,6 +279,7 @@ def test_a_thousand_concurrent_requests_never_mix_contexts(memory: MemoryBackend
     assert leftovers == []
 
 
+@pytest.mark.slow
 @run_async
 async def test_a_thousand_concurrent_async_requests_never_mix_contexts(
     memory: MemoryBackend,
@@ -412,6 +414,7 @@ def run_django(
     )
 
 
+@pytest.mark.slow
 def test_the_app_registers_the_tracker_from_eventrouter_config(tmp_path: Path) -> None:
     (tmp_path / "routing.yaml").write_text("backends:\n  mem:\n    class: memory\n")
     result = run_django(
@@ -426,6 +429,7 @@ def test_the_app_registers_the_tracker_from_eventrouter_config(tmp_path: Path) -
     assert result.stdout.strip() == "['mem']"
 
 
+@pytest.mark.slow
 def test_the_app_migrates_event_tracking_settings(tmp_path: Path) -> None:
     result = run_django(
         tmp_path,
@@ -447,6 +451,7 @@ def test_the_app_migrates_event_tracking_settings(tmp_path: Path) -> None:
     assert result.stdout.strip() == "['logger']"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "start",
     [

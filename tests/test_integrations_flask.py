@@ -188,6 +188,7 @@ def test_an_async_view_keeps_the_context(client: Any, memory: MemoryBackend) -> 
     assert contexts(memory, "async.viewed")[0]["request_id"] == "async-flask"
 
 
+@pytest.mark.slow
 def test_a_thousand_concurrent_requests_never_mix_contexts(
     client: Any, memory: MemoryBackend
 ) -> None:

@@ -63,8 +63,9 @@ def test_ignore_paths_take_exact_glob_and_regex_patterns() -> None:
 
 
 def test_every_key_is_present_and_strings_are_bounded() -> None:
+    headers = {"user-agent": "a" * 100}
     context = builder(max_length=8).build(
-        path="/a/very/long/path", method="GET", host=None, peer=None, agent="a" * 100
+        lambda header: headers.get(header.name), path="/a/very/long/path", method="GET", peer=None
     )
     assert tuple(context) == CONTEXT_KEYS
     assert context["path"] == "/a/very/"

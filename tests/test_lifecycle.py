@@ -61,6 +61,7 @@ def assert_child_accounted(folder: Path) -> tuple[list[str], list[str]]:
     return delivered, dead
 
 
+@pytest.mark.slow
 def test_exit_without_close_delivers_what_is_buffered(tmp_path: Path) -> None:
     child = run_child("exit", tmp_path, 2000)
     _, err = child.communicate(timeout=WAIT)
@@ -70,6 +71,7 @@ def test_exit_without_close_delivers_what_is_buffered(tmp_path: Path) -> None:
     assert dead == []
 
 
+@pytest.mark.slow
 def test_exit_dead_letters_what_it_cannot_deliver_within_its_timeout(tmp_path: Path) -> None:
     child = run_child("exit", tmp_path, 2000, EXIT_TIMEOUT="0")
     _, err = child.communicate(timeout=WAIT)
@@ -78,6 +80,7 @@ def test_exit_dead_letters_what_it_cannot_deliver_within_its_timeout(tmp_path: P
     assert dead  # no time at all: what was still queued is in the dead letter
 
 
+@pytest.mark.slow
 def test_sigterm_flushes_then_exits_with_the_signal_status(tmp_path: Path) -> None:
     child = run_child("signal", tmp_path, 2000)
     assert child.stdout is not None
@@ -89,6 +92,7 @@ def test_sigterm_flushes_then_exits_with_the_signal_status(tmp_path: Path) -> No
     assert len(delivered) == 2000
 
 
+@pytest.mark.slow
 def test_os_exit_is_the_one_case_that_loses_the_queue(tmp_path: Path) -> None:
     child = run_child("os_exit", tmp_path, 2000)
     _, err = child.communicate(timeout=WAIT)
@@ -119,6 +123,7 @@ def test_a_signal_handler_chains_to_the_previous_python_handler(tmp_path: Path) 
     assert node.stats()["depth"] == 0
 
 
+@pytest.mark.slow
 def test_tracker_close_bounds_every_node_even_one_that_ignores_timeouts(tmp_path: Path) -> None:
     stuck, release, returned = threading.Event(), threading.Event(), threading.Event()
 
@@ -202,6 +207,7 @@ def test_a_forked_child_starts_empty_and_delivers_its_own_events(tmp_path: Path)
     assert node.stats()["delivered"] == 2
 
 
+@pytest.mark.slow
 @needs_fork
 def test_fifty_forks_while_four_threads_emit_never_hang_and_lose_nothing(tmp_path: Path) -> None:
     backend = Recorder(fail_times=3)

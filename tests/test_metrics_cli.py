@@ -47,6 +47,7 @@ def reaches(port: int, key: tuple[str, str], count: int) -> Callable[[], bool]:
     return lambda: scrape(port).get(key) == count
 
 
+@pytest.mark.slow
 def test_route_serves_the_counts_of_the_events_it_routes(tmp_path: Path) -> None:
     config = tmp_path / "tree.yaml"
     config.write_text(json.dumps({"backends": {"keep": {"class": "memory"}}}))
@@ -85,6 +86,7 @@ def test_route_serves_the_counts_of_the_events_it_routes(tmp_path: Path) -> None
     assert route.returncode == 0
 
 
+@pytest.mark.slow
 def test_worker_serves_the_sum_of_its_prefork_processes(
     redis_url: str,  # noqa: F811 - the fixture imported above
     tmp_path: Path,
@@ -108,6 +110,7 @@ def test_worker_serves_the_sum_of_its_prefork_processes(
         worker.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["route", "worker"])
 def test_metrics_options_are_documented_in_help(command: str) -> None:
     done = subprocess.run(

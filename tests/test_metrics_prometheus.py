@@ -148,6 +148,7 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_multiprocess_mode_sums_two_forked_workers(tmp_path: Path) -> None:
     folder = tmp_path / "multiproc"
     folder.mkdir()

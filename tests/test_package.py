@@ -23,6 +23,7 @@ def test_public_api_is_reexported_at_top_level() -> None:
         assert getattr(eventrouter, name) is not None, name
 
 
+@pytest.mark.slow
 def test_importing_eventrouter_does_not_import_optional_integrations() -> None:
     code = (
         "import sys, eventrouter, eventrouter.tracker\n"
@@ -35,6 +36,7 @@ def test_importing_eventrouter_does_not_import_optional_integrations() -> None:
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_version_comes_from_the_installed_metadata() -> None:
     code = (
         "import importlib.metadata as m\n"

@@ -73,6 +73,7 @@ def test_a_non_string_path_is_a_type_error() -> None:
         parse_path(3)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @given(st.lists(st.text(min_size=1, max_size=5), min_size=1, max_size=4))
 def test_format_path_round_trips_any_keys(keys: list[str]) -> None:
     parsed = parse_path(keys)

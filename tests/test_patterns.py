@@ -188,6 +188,7 @@ def reference_match(pattern: list[str], name: list[str]) -> bool:
 WORDS = st.sampled_from(["a", "b", ""])
 
 
+@pytest.mark.slow
 @given(
     st.lists(st.sampled_from(["a", "b", "", "*", "#"]), min_size=1, max_size=5),
     st.lists(WORDS, min_size=1, max_size=5),

@@ -163,6 +163,7 @@ def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 TREES = st.recursive(LEAVES, _containers, max_leaves=20)
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(TREES, SECRET_VALUES)
 def test_no_value_under_a_sensitive_key_leaks(tree: Any, top: Any) -> None:
@@ -171,6 +172,7 @@ def test_no_value_under_a_sensitive_key_leaks(tree: Any, top: Any) -> None:
     assert SECRET not in repr(event)
 
 
+@pytest.mark.slow
 @given(st.lists(st.dictionaries(st.sampled_from(["email", "id"]), SECRET_VALUES), max_size=5))
 def test_no_value_at_a_field_leaks_from_a_list_of_dicts(students: list[dict[str, Any]]) -> None:
     event = ev(students=[{**student, "email": SECRET} for student in students])

@@ -152,6 +152,7 @@ print(json.dumps([sample.keeps(k) for k in json.loads(sys.stdin.read())]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hash_seed", ["1", "4242"])
 def test_decisions_are_the_same_in_another_process(hash_seed: str) -> None:
     keys = KEYS[:2000]

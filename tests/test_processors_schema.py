@@ -69,6 +69,7 @@ def test_without_jsonschema_it_raises_missing_extra(monkeypatch: pytest.MonkeyPa
         SchemaValidator({"#": {}})
 
 
+@pytest.mark.slow
 def test_importing_the_processors_does_not_import_jsonschema() -> None:
     code = "import sys, eventrouter.processors; print('jsonschema' in sys.modules)"
     result = subprocess.run(

@@ -70,6 +70,7 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_each_event_goes_back_to_its_own_destination_only(config: Path, tmp_path: Path) -> None:
     dl = tmp_path / "dead.jsonl"
     made = dead_letters(dl, ["archive", "analytics.inbox", "archive"])
@@ -84,6 +85,7 @@ def test_each_event_goes_back_to_its_own_destination_only(config: Path, tmp_path
     assert "settled" in result.stdout
 
 
+@pytest.mark.slow
 def test_what_fails_again_goes_to_a_new_dead_letter_file(config: Path, tmp_path: Path) -> None:
     dl = tmp_path / "dead.jsonl"
     made = dead_letters(dl, ["analytics.broken", "analytics.inbox", "nowhere.at.all"])
@@ -100,6 +102,7 @@ def test_what_fails_again_goes_to_a_new_dead_letter_file(config: Path, tmp_path:
     assert "not in the tree" in result.stdout
 
 
+@pytest.mark.slow
 def test_only_replays_one_subtree_and_carries_the_rest_over(config: Path, tmp_path: Path) -> None:
     dl = tmp_path / "dead.jsonl"
     made = dead_letters(dl, ["archive", "analytics.inbox"])
@@ -112,6 +115,7 @@ def test_only_replays_one_subtree_and_carries_the_rest_over(config: Path, tmp_pa
     assert [r["event"]["id"] for r in read_dead_letters(tmp_path / "rest.jsonl")] == [made[0]]
 
 
+@pytest.mark.slow
 def test_only_must_name_a_node_of_the_tree(config: Path, tmp_path: Path) -> None:
     dl = tmp_path / "dead.jsonl"
     dead_letters(dl, ["archive"])
@@ -121,6 +125,7 @@ def test_only_must_name_a_node_of_the_tree(config: Path, tmp_path: Path) -> None
     assert dl.exists()
 
 
+@pytest.mark.slow
 def test_dry_run_sends_writes_and_renames_nothing(config: Path, tmp_path: Path) -> None:
     dl = tmp_path / "dead.jsonl"
     dead_letters(dl, ["archive", "archive", "analytics.inbox"])
@@ -132,6 +137,7 @@ def test_dry_run_sends_writes_and_renames_nothing(config: Path, tmp_path: Path) 
     assert [p.name for p in tmp_path.iterdir() if "retry" in p.name] == []
 
 
+@pytest.mark.slow
 def test_the_new_file_cannot_be_an_input(config: Path, tmp_path: Path) -> None:
     dl = tmp_path / "dead.jsonl"
     dead_letters(dl, ["archive"])
@@ -141,6 +147,7 @@ def test_the_new_file_cannot_be_an_input(config: Path, tmp_path: Path) -> None:
     assert dl.exists()
 
 
+@pytest.mark.slow
 def test_damaged_lines_are_skipped_counted_and_reported(config: Path, tmp_path: Path) -> None:
     dl = tmp_path / "dead.jsonl"
     made = dead_letters(dl, ["archive"])
@@ -152,6 +159,7 @@ def test_damaged_lines_are_skipped_counted_and_reported(config: Path, tmp_path: 
     assert ids(tmp_path / "archive.ids") == made
 
 
+@pytest.mark.slow
 def test_sigterm_during_replay_settles_everything_and_renames(config: Path, tmp_path: Path) -> None:
     dl = tmp_path / "dead.jsonl"
     made = dead_letters(dl, ["archive"] * 3000)

@@ -11,7 +11,7 @@ import pytest
 from conftest import lock_held_elsewhere, needs_fork, run_in_fork
 
 from eventrouter import EventEmissionExit, MemoryBackend, RoutingBackend, build_event
-from eventrouter.backends.routing import describe
+from eventrouter._loglabels import describe
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.typing import Event
 
@@ -369,6 +369,7 @@ def test_building_a_router_looks_at_each_backend_a_bounded_number_of_times() -> 
     assert CountingSendLookups.lookups <= 2 * count
 
 
+@pytest.mark.slow
 def test_a_router_with_a_hundred_thousand_backends_builds_and_routes() -> None:
     sinks = {f"b{i:06}": MemoryBackend() for i in range(100_000)}
     router = RoutingBackend(sinks)
@@ -750,6 +751,7 @@ def test_with_event_tracking_installed_a_lookalike_of_its_class_does_not_veto(
     assert len(sink.events) == 1
 
 
+@pytest.mark.slow
 def test_without_event_tracking_importing_eventrouter_imports_none_of_it() -> None:
     script = (
         "import sys\n"

@@ -35,8 +35,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from eventrouter import _fork
+from eventrouter._loglabels import describe
 from eventrouter.backends.buffered import BufferedBackend
-from eventrouter.backends.routing import RoutingBackend, describe
+from eventrouter.backends.routing import RoutingBackend
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.encoding import dumps, json_default
 from eventrouter.errors import DeliveryError, MissingExtraError, OptionError

@@ -5,20 +5,13 @@ Needs the ``mongo`` extra (``pip install 'eventrouter[mongo]'``).
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from eventrouter import _fork
-from eventrouter.encoding import (
-    dict_key,
-    json_default,
-    parse_timestamp,
-    walk,
-)
+from eventrouter.backends._mongo_indexes import INDEX_LAYOUTS, create_missing_indexes
 from eventrouter.errors import (
     DeliveryError,
     MissingExtraError,
@@ -32,12 +25,13 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
 
 try:
-    import bson
     import pymongo
     from bson.errors import InvalidDocument
     from pymongo import common as pymongo_common
     from pymongo import errors as mongo_errors
     from pymongo.write_concern import WriteConcern
+
+    from eventrouter.backends._mongo_documents import document, encodable, to_document
 except ImportError:  # pragma: no cover - exercised only without the extra
     _HAVE_PYMONGO = False
 else:
@@ -56,102 +50,8 @@ log = logging.getLogger(__name__)
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 2000
 """How long a send waits for a reachable server unless told otherwise."""
 
-_INDEXED_FIELDS = ("name", "timestamp")
 _DUPLICATE_KEY = 11000
-_INT64 = (-(2**63), 2**63 - 1)
-_MAX_DEPTH = 100
-
-
-def _bson_native(value: object) -> bool:
-    return isinstance(
-        value,
-        bytes
-        | _dt.datetime
-        | bson.ObjectId
-        | bson.Binary
-        | bson.Decimal128
-        | bson.Int64
-        | bson.Timestamp
-        | bson.Regex
-        | bson.Code
-        | bson.DBRef
-        | bson.MinKey
-        | bson.MaxKey,
-    )
-
-
-def _clean_str(value: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return value
-
-
-def _bson_leaf(value: Any) -> Any:
-    """A leaf as BSON can store it: the JSON rules, except bytes and datetimes stay."""
-    if isinstance(value, str):
-        return _clean_str(value)
-    if isinstance(value, bytearray | memoryview):
-        return bytes(value)
-    if value is None or isinstance(value, bool | float):
-        return value
-    if isinstance(value, int):
-        return value if _INT64[0] <= value <= _INT64[1] else str(value)
-    if _bson_native(value):
-        return value
-    if isinstance(value, Decimal):
-        return str(value)
-    return json_default(value)
-
-
-def _bson_key(key: object) -> str:
-    return _clean_str(dict_key(key)).replace("\x00", "\ufffd")
-
-
-def _document(event: Event) -> dict[str, Any]:
-    """The document as pymongo is first asked to store it (no conversion)."""
-    doc: dict[str, Any] = {}
-    if "id" in event:
-        doc["_id"] = event["id"]
-    for key, value in event.items():
-        if key != "id":
-            doc[key] = value
-    if "timestamp" in doc:
-        parsed = parse_timestamp(doc["timestamp"])
-        if parsed is not None:
-            doc["timestamp"] = parsed
-    return doc
-
-
-def to_document(event: Event) -> dict[str, Any]:
-    """Return the MongoDB document stored for ``event`` (the event is not modified).
-
-    ``_id`` is the event's ``id``; ``timestamp`` is a BSON date (an ISO-8601 string is parsed;
-    a naive datetime is taken as UTC). Values BSON cannot hold follow
-    :mod:`eventrouter.encoding` (``Decimal``, ``UUID``, dates, sets, unknown objects become
-    strings or lists), except that ``bytes`` stay binary and datetimes stay dates; integers
-    outside 64 bits become strings. Keys become strings by the encoding's key rule, a NUL
-    in a key becomes U+FFFD, and a converted key that would collide gets ``~TYPE`` appended.
-    Keys with dots or a leading ``$`` are stored as they are (MongoDB 5.0+).
-
-    Args:
-        event: the event envelope.
-    """
-    converted: dict[str, Any] = walk(
-        _document(event), _bson_leaf, key=_bson_key, max_depth=_MAX_DEPTH
-    )
-    return converted
-
-
-INDEX_LAYOUTS: dict[str, tuple[tuple[tuple[str, int], ...], ...]] = {
-    "eventrouter": tuple(((field, 1),) for field in _INDEXED_FIELDS),
-    "event-tracking": ((("time", -1),), (("name", 1),)),
-}
-"""The indexes ``create_indexes`` makes, by the ``indexes`` option: each a key pattern.
-
-``event-tracking`` is what openedx event-tracking 4.0.2's ``MongoBackend`` created: ``time``
-descending and ``name`` ascending."""
+"""The server's error code for a document whose ``_id`` (or other unique key) is taken."""
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds a send waits for the server's answer once its request is written."""
@@ -219,6 +119,10 @@ class MongoBackend:
         MissingExtraError: pymongo is not installed.
         OptionError: an option is unknown to pymongo or has the wrong type or value.
     """
+
+    buffered_by_default = True
+    """A YAML node of this class, or of a subclass, is buffered unless it says
+    ``buffered: false``."""
 
     def __init__(
         self,
@@ -303,19 +207,10 @@ class MongoBackend:
         return self._connections.get().collection
 
     def _ensure_indexes(self, connection: _Connection) -> None:
-        """Create the missing indexes of the layout; compare by key, since names differ.
-
-        Called after a successful write, so a server that is down costs one timeout, not two.
-        """
-        collection = connection.collection
+        """Create the missing indexes of the layout, after a successful write, so a server
+        that is down costs one timeout, not two."""
         try:
-            existing = {
-                tuple((field, int(direction)) for field, direction in spec["key"])
-                for spec in collection.index_information().values()
-            }
-            for key in INDEX_LAYOUTS[self.indexes]:
-                if key not in existing:
-                    collection.create_index(list(key))
+            create_missing_indexes(connection.collection, INDEX_LAYOUTS[self.indexes])
         except mongo_errors.OperationFailure as exc:
             # Not allowed (e.g. a user without createIndex): say so once and go on.
             log.warning(
@@ -362,12 +257,12 @@ class MongoBackend:
         rejected: list[int] = []
         try:
             try:
-                docs = [_document(event) for event in events]
+                docs = [document(event) for event in events]
                 connection.collection.insert_many(docs, ordered=False)
             except (InvalidDocument, ValueError, OverflowError, RecursionError):
                 # Some wire batches may be stored already: their events count as duplicates.
                 self._count("converted", len(events))
-                docs, positions, rejected = self._encodable(events)
+                docs, positions, rejected = encodable(events)
                 if docs:
                     connection.collection.insert_many(docs, ordered=False)
         except mongo_errors.BulkWriteError as exc:
@@ -387,25 +282,6 @@ class MongoBackend:
                 f"MongoDB backend: {len(rejected)} of {len(events)} document(s) rejected",
                 failed=rejected,
             )
-
-    def _encodable(
-        self, events: Sequence[Event]
-    ) -> tuple[list[dict[str, Any]], list[int], list[int]]:
-        """Convert each event; return the documents BSON takes, their positions, and the
-        positions of the events that cannot be stored at all."""
-        docs: list[dict[str, Any]] = []
-        positions: list[int] = []
-        rejected: list[int] = []
-        for position, event in enumerate(events):
-            try:
-                doc = to_document(event)
-                bson.encode(doc)
-            except Exception:
-                rejected.append(position)
-            else:
-                docs.append(doc)
-                positions.append(position)
-        return docs, positions, rejected
 
     def _settle(
         self,
@@ -432,7 +308,9 @@ class MongoBackend:
                 "could not take every document now, or not at the write concern",
                 retryable=True,
             ) from exc
-        duplicate_ids = [docs[e["index"]].get("_id") for e in errors if e.get("code") == 11000]
+        duplicate_ids = [
+            docs[e["index"]].get("_id") for e in errors if e.get("code") == _DUPLICATE_KEY
+        ]
         stored: list[Any] = []
         if duplicate_ids:
             try:
@@ -450,7 +328,7 @@ class MongoBackend:
             index = error.get("index")
             if not isinstance(index, int) or not 0 <= index < len(docs):
                 continue
-            if error.get("code") == 11000 and docs[index].get("_id") in stored:
+            if error.get("code") == _DUPLICATE_KEY and docs[index].get("_id") in stored:
                 duplicates += 1
             else:
                 rejected.append(positions[index])

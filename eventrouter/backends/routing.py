@@ -6,8 +6,7 @@ once, with the event's name and id only, and counted in :meth:`RoutingBackend.st
 
 ``router.backends`` and ``router.processors`` are live: changing them in place (``router.
 backends["x"] = b``, ``del router.backends["x"]``, ``router.processors.append(p)``) takes
-effect for the next event. They are a dict and a list that validate what is put in them and
-drop the router's cached snapshot on every change; the hot path reads only the snapshot.
+effect for the next event (see :mod:`eventrouter.backends._containers`).
 """
 
 from __future__ import annotations
@@ -15,12 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import traceback
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, SupportsIndex, TypeVar, overload
+from typing import Any
 
 from eventrouter import _fork
 from eventrouter import signals as _signals
+from eventrouter._loglabels import describe, event_label, frames, where
+from eventrouter.backends._containers import BackendMap, ProcessorList
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.errors import EventEmissionExit, EventRouterError, is_veto
 from eventrouter.event import copy_event
@@ -31,241 +31,11 @@ __all__ = ["BackendMap", "ProcessorList", "RoutingBackend"]
 
 log = logging.getLogger("eventrouter.routing")
 
-_T = TypeVar("_T")
-
-
-def describe(obj: object) -> str:
-    """A short, data-free label for a processor or backend, for logs."""
-    target = (
-        obj if isinstance(obj, type) or (callable(obj) and hasattr(obj, "__qualname__")) else None
-    )
-    if target is None:
-        target = type(obj)
-    module = getattr(target, "__module__", "") or ""
-    qualname = getattr(target, "__qualname__", None) or type(obj).__qualname__
-    return f"{module}.{qualname}" if module else qualname
-
-
-def _event_label(event: object) -> str:
-    """``name=... id=...`` for logs; works for events without a name, or that are not dicts."""
-    if isinstance(event, Mapping):
-        return f"name={event.get('name')!r} id={event.get('id')!r}"
-    return f"<{type(event).__name__} event>"
-
-
-def _where(exc: BaseException) -> str:
-    """``file:line`` of the frame that raised, so a log line locates a failure without data."""
-    tb = exc.__traceback__
-    if tb is None:
-        return "?"
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
-
 
 def _log_frames(exc: BaseException) -> None:
     """At DEBUG, the frames an exception passed through: where, never what (no message)."""
     if log.isEnabledFor(logging.DEBUG):
-        frames = traceback.extract_tb(exc.__traceback__)
-        log.debug(
-            "%s raised through: %s",
-            type(exc).__name__,
-            " <- ".join(f"{f.filename}:{f.lineno} in {f.name}" for f in reversed(frames)),
-        )
-
-
-def _check_backend(name: object, backend: object) -> None:
-    send = getattr(backend, "send", None)
-    if not callable(send):
-        raise ValueError(
-            f"backend {name!r} ({type(backend).__name__}) has no callable send(event): "
-            "a backend is any object with a send(event) method"
-        )
-
-
-def _check_processor(processor: object) -> None:
-    if not callable(processor):
-        raise ValueError(
-            f"processor {describe(processor)} is not callable: a processor is any callable "
-            "that takes the event and returns it, a new event, or None"
-        )
-
-
-class BackendMap(dict[str, Backend]):
-    """A router's backends by name, in delivery order: a dict whose changes take effect.
-
-    Setting a name checks the backend (``ValueError`` without a callable ``send``), keeps
-    the position of a name that is already there and appends a new one, and binds the
-    backend's node path. Every change makes the router route the next event through the new
-    contents. Copies (``dict(m)``, ``m.copy()``, ``copy.copy(m)``, pickling) are plain dicts.
-    """
-
-    __slots__ = ("_router",)
-
-    def __init__(self, router: RoutingBackend) -> None:
-        super().__init__()
-        self._router = router
-
-    def __setitem__(self, name: str, backend: Backend) -> None:
-        _check_backend(name, backend)
-        router = self._router
-        with router._lock:
-            dict.__setitem__(self, name, backend)
-            router._targets = None
-        router._bind_child(name, backend)
-
-    def __delitem__(self, name: str) -> None:
-        router = self._router
-        with router._lock:
-            dict.__delitem__(self, name)
-            router._targets = None
-
-    @overload
-    def pop(self, name: str, /) -> Backend: ...
-    @overload
-    def pop(self, name: str, default: Backend, /) -> Backend: ...
-    @overload
-    def pop(self, name: str, default: _T, /) -> Backend | _T: ...
-    def pop(self, name: str, /, *default: Any) -> Any:
-        router = self._router
-        with router._lock:
-            value = dict.pop(self, name, *default)
-            router._targets = None
-        return value
-
-    def popitem(self) -> tuple[str, Backend]:
-        router = self._router
-        with router._lock:
-            item = dict.popitem(self)
-            router._targets = None
-        return item
-
-    def clear(self) -> None:
-        router = self._router
-        with router._lock:
-            dict.clear(self)
-            router._targets = None
-
-    def setdefault(self, name: str, default: Backend) -> Backend:
-        if name in self:
-            return self[name]
-        self[name] = default
-        return default
-
-    def update(self, *args: Any, **kwargs: Backend) -> None:
-        """Set every name given (as :meth:`dict.update` takes them), checking each first."""
-        items = dict(*args, **kwargs)
-        for name, backend in items.items():
-            _check_backend(name, backend)
-        router = self._router
-        with router._lock:
-            dict.update(self, items)
-            router._targets = None
-        for name, backend in items.items():
-            router._bind_child(name, backend)
-
-    def __ior__(self, other: Any) -> BackendMap:  # type: ignore[override,misc]
-        self.update(other)
-        return self
-
-    def __reduce__(self) -> tuple[type[dict[str, Backend]], tuple[dict[str, Backend]]]:
-        return (dict, (dict(self),))
-
-
-class ProcessorList(list[Processor]):
-    """A router's processor chain: a list whose changes take effect for the next event.
-
-    Adding anything that is not callable raises ``ValueError``. Copies (``list(p)``,
-    ``p.copy()``, ``copy.copy(p)``, pickling) are plain lists.
-    """
-
-    __slots__ = ("_router",)
-
-    def __init__(self, router: RoutingBackend) -> None:
-        super().__init__()
-        self._router = router
-
-    def _changed(self) -> None:
-        self._router._chain = None
-
-    def append(self, processor: Processor) -> None:
-        _check_processor(processor)
-        with self._router._lock:
-            list.append(self, processor)
-            self._changed()
-
-    def extend(self, processors: Iterable[Processor]) -> None:
-        items = list(processors)
-        for processor in items:
-            _check_processor(processor)
-        with self._router._lock:
-            list.extend(self, items)
-            self._changed()
-
-    def __iadd__(self, processors: Iterable[Processor]) -> ProcessorList:  # type: ignore[override,misc]
-        self.extend(processors)
-        return self
-
-    def insert(self, index: SupportsIndex, processor: Processor) -> None:
-        _check_processor(processor)
-        with self._router._lock:
-            list.insert(self, index, processor)
-            self._changed()
-
-    @overload
-    def __setitem__(self, index: SupportsIndex, processor: Processor) -> None: ...
-    @overload
-    def __setitem__(self, index: slice, processor: Iterable[Processor]) -> None: ...
-    def __setitem__(self, index: Any, processor: Any) -> None:
-        if isinstance(index, slice):
-            processor = list(processor)
-            for item in processor:
-                _check_processor(item)
-        else:
-            _check_processor(processor)
-        with self._router._lock:
-            list.__setitem__(self, index, processor)
-            self._changed()
-
-    def __delitem__(self, index: SupportsIndex | slice) -> None:
-        with self._router._lock:
-            list.__delitem__(self, index)
-            self._changed()
-
-    def pop(self, index: SupportsIndex = -1) -> Processor:
-        with self._router._lock:
-            processor = list.pop(self, index)
-            self._changed()
-        return processor
-
-    def remove(self, processor: Processor) -> None:
-        with self._router._lock:
-            list.remove(self, processor)
-            self._changed()
-
-    def clear(self) -> None:
-        with self._router._lock:
-            list.clear(self)
-            self._changed()
-
-    def reverse(self) -> None:
-        with self._router._lock:
-            list.reverse(self)
-            self._changed()
-
-    def sort(self, *, key: Any = None, reverse: bool = False) -> None:
-        with self._router._lock:
-            list.sort(self, key=key, reverse=reverse)
-            self._changed()
-
-    def __imul__(self, count: SupportsIndex) -> ProcessorList:
-        with self._router._lock:
-            list.__imul__(self, count)
-            self._changed()
-        return self
-
-    def __reduce__(self) -> tuple[type[list[Processor]], tuple[list[Processor]]]:
-        return (list, (list(self),))
+        log.debug("%s raised through: %s", type(exc).__name__, " <- ".join(reversed(frames(exc))))
 
 
 class RoutingBackend:
@@ -505,9 +275,9 @@ class RoutingBackend:
             "processor %s failed on event %s: %s at %s; the chain goes on with the event as "
             "the processor left it",
             describe(processor),
-            _event_label(event),
+            event_label(event),
             type(exc).__name__,
-            _where(exc),
+            where(exc),
         )
         _log_frames(exc)
 
@@ -540,9 +310,9 @@ class RoutingBackend:
             log.error(
                 "backend %r failed on event %s: %s%s; %s",
                 path,
-                _event_label(event),
+                event_label(event),
                 type(exc).__name__,
-                f" ({exc})" if _is_own_error(exc) else f" at {_where(exc)}",
+                f" ({exc})" if _is_own_error(exc) else f" at {where(exc)}",
                 outcome,
             )
             _log_frames(exc)
@@ -594,9 +364,9 @@ class RoutingBackend:
             log.error(
                 "router %r could not route event %s: %s at %s%s",
                 self.path,
-                _event_label(event),
+                event_label(event),
                 type(exc).__name__,
-                _where(exc),
+                where(exc),
                 kept,
             )
         except Exception:

@@ -13,23 +13,15 @@ of every ``segment`` node.
 
 from __future__ import annotations
 
-import base64
-import datetime as _dt
-import email.utils
-import gzip as _gzip
-import json
 import logging
-import math
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlunsplit
 
 from eventrouter import _fork
-from eventrouter.encoding import dumps, parse_timestamp, to_jsonable
+from eventrouter.backends._segment_messages import to_segment_call
 from eventrouter.errors import (
     DeliveryError,
     MissingExtraError,
@@ -42,8 +34,8 @@ from eventrouter.typing import Event
 try:
     import requests
     from segment.analytics import Client
-    from segment.analytics.request import DatetimeSerializer
-    from segment.analytics.version import VERSION as SEGMENT_VERSION
+
+    from eventrouter.backends._segment_http import chunks, post_batch
 except ImportError:  # pragma: no cover - exercised only without the extra
     _HAVE_SEGMENT = False
 else:
@@ -70,9 +62,6 @@ MAX_BATCH_BYTES = 475_000
 """The most bytes of messages posted in one request (Segment takes up to 500 KB, and the
 client keeps the same margin); a larger batch is posted in several requests."""
 
-_MAX_RETRY_AFTER = 300.0
-"""A ``Retry-After`` longer than this is taken as this many seconds."""
-
 ErrorHandler = Callable[[BaseException, list[dict[str, Any]]], None]
 """``on_error(exc, messages)``, as segment-analytics-python calls it: a post failed."""
 
@@ -84,113 +73,6 @@ or segment-analytics-python's."""
 _MODULE_SETTINGS = ("host", "debug", "on_error", "send", "gzip", "timeout", "proxies")
 """The ``analytics`` module's settings a backend follows, besides ``write_key``, for the
 options it was not given."""
-
-
-def _segment_context(context: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    client_id = context.get("client_id")
-    if client_id is not None:
-        out["Google Analytics"] = {"clientId": client_id}
-    ip = context.get("ip")
-    if ip is not None:
-        out["ip"] = ip
-    agent = context.get("agent")
-    if agent is not None:
-        out["userAgent"] = agent
-    path = context.get("path")
-    referer = context.get("referer")
-    page = context.get("page")
-    if path and not page:
-        host = context.get("host")
-        if host:
-            page = urlunsplit(("https", str(host), str(path), "", ""))
-    if path is not None or referer is not None or page is not None:
-        page_info: dict[str, Any] = {}
-        if path is not None:
-            page_info["path"] = path
-        if referer is not None:
-            page_info["referrer"] = referer
-        if page is not None:
-            page_info["url"] = page
-        out["page"] = page_info
-    return out
-
-
-def _id_str(value: Any) -> str | None:
-    """An id as the string Segment gets; ``None`` (and ``""``) mean there is none."""
-    if value is None or value == "":
-        return None
-    return value if isinstance(value, str) else dumps(value).strip('"')
-
-
-def to_segment_call(event: Event, *, anonymous: bool = False) -> dict[str, Any] | str:
-    """Map ``event`` to the keyword arguments of ``Client.track``, or say why it cannot be.
-
-    Returns the arguments (``user_id``, ``anonymous_id``, ``event``, ``properties``,
-    ``context``, ``timestamp``, ``message_id``) or, for an event that must be skipped, the
-    reason as a string. ``properties`` is the whole event as JSON data
-    (:mod:`eventrouter.encoding`).
-
-    Args:
-        event: the event envelope (not modified).
-        anonymous: also send events without ``context.user_id``, keyed by
-            ``context.anonymous_id`` or ``context.session``, and give every message that
-            ``anonymousId``. Without it (event-tracking's behaviour) only events with a user
-            are sent, and never with an ``anonymousId``.
-    """
-    name = event.get("name")
-    if not isinstance(name, str) or not name:
-        return "the event has no name"
-    context = event.get("context")
-    if not isinstance(context, Mapping):
-        context = {}
-    user_id = _id_str(context.get("user_id"))
-    anonymous_id = None
-    if anonymous:
-        anonymous_id = _id_str(context.get("anonymous_id")) or _id_str(context.get("session"))
-        if not user_id and not anonymous_id:
-            return "the event has no context.user_id, context.anonymous_id or context.session"
-    elif not user_id:
-        return "the event has no context.user_id (set `anonymous: true` to send such events)"
-    message_id = event.get("id")
-    properties: dict[str, Any] = to_jsonable(event)
-    json_context = properties.get("context")
-    return {
-        "user_id": user_id,
-        "anonymous_id": anonymous_id,
-        "event": name,
-        "properties": properties,
-        "context": _segment_context(json_context if isinstance(json_context, dict) else {}),
-        "timestamp": parse_timestamp(event.get("timestamp")),
-        "message_id": None if message_id is None else str(message_id),
-    }
-
-
-def _retry_after(response: Any) -> float | None:
-    """The seconds a ``Retry-After`` header asks for (a number or an HTTP date), capped."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=_dt.UTC)
-        seconds = when.timestamp() - time.time()
-    if math.isnan(seconds):
-        return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
-
-
-def _http_error(status: int) -> tuple[str, bool]:
-    """The reason for an HTTP status Segment answered, and whether trying again may help."""
-    if status in (408, 429) or (500 <= status < 600 and status not in (501, 505)):
-        return f"Segment answered HTTP {status}", True
-    return f"Segment refused the batch (HTTP {status})", False
 
 
 class _Settings:
@@ -300,6 +182,10 @@ class SegmentBackend:
         MissingExtraError: segment-analytics-python is not installed.
         OptionError: an option has the wrong type or value.
     """
+
+    buffered_by_default = True
+    """A YAML node of this class, or of a subclass, is buffered unless it says
+    ``buffered: false``."""
 
     def __init__(
         self,
@@ -456,7 +342,7 @@ class SegmentBackend:
             )
             messages, positions = [], []
         delivered = 0
-        for start, end in self._chunks(messages):
+        for start, end in chunks(messages, MAX_BATCH_BYTES):
             try:
                 self._post(settings, messages[start:end])
             except DeliveryError as exc:
@@ -481,72 +367,21 @@ class SegmentBackend:
                 retryable=False,
             )
 
-    @staticmethod
-    def _chunks(messages: list[dict[str, Any]]) -> list[tuple[int, int]]:
-        """Split ``messages`` into ``(start, end)`` runs within :data:`MAX_BATCH_BYTES`."""
-        runs: list[tuple[int, int]] = []
-        start, size = 0, 0
-        for index, message in enumerate(messages):
-            length = len(json.dumps(message, cls=DatetimeSerializer).encode())
-            if index > start and size + length > MAX_BATCH_BYTES:
-                runs.append((start, index))
-                start, size = index, 0
-            size += length
-        if start < len(messages):
-            runs.append((start, len(messages)))
-        return runs
-
     def _post(self, settings: _Settings, batch: list[dict[str, Any]]) -> None:
-        """One request to ``/v1/batch``; raises :class:`DeliveryError` unless it is taken."""
-        body = {
-            "batch": batch,
-            "sentAt": _dt.datetime.now(_dt.UTC).isoformat(),
-            "writeKey": settings.write_key,
-        }
-        data = json.dumps(body, cls=DatetimeSerializer).encode()
-        credentials = base64.b64encode(f"{settings.write_key}:".encode()).decode()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": f"analytics-python/{SEGMENT_VERSION}",
-            "Authorization": f"Basic {credentials}",
-        }
-        if settings.gzip:
-            headers["Content-Encoding"] = "gzip"
-            data = _gzip.compress(data)
-        url = settings.host.rstrip("/") + "/v1/batch"
+        """One request to Segment; ``on_error`` hears of a failure before it is raised."""
         try:
-            response = self._sessions.get().post(
-                url,
-                data=data,
-                headers=headers,
-                timeout=(settings.timeout, settings.timeout),
+            post_batch(
+                self._sessions.get(),
+                batch,
+                write_key=settings.write_key,
+                host=settings.host,
+                gzip=settings.gzip,
+                timeout=settings.timeout,
                 proxies=settings.proxies,
             )
-            status = response.status_code
-            response.close()
-        except (requests.Timeout, requests.ConnectionError) as exc:
-            error = DeliveryError(
-                f"Segment backend: no answer from Segment ({type(exc).__name__})",
-                retryable=True,
-            )
+        except DeliveryError as error:
             self._report(settings, error, batch)
-            raise error from exc
-        except requests.RequestException as exc:
-            error = DeliveryError(
-                f"Segment backend: the request could not be made ({type(exc).__name__})",
-                retryable=False,
-            )
-            self._report(settings, error, batch)
-            raise error from exc
-        if 200 <= status < 300:
-            return
-        reason, retryable = _http_error(status)
-        retry_after = _retry_after(response) if retryable else None
-        error = DeliveryError(
-            f"Segment backend: {reason}", retryable=retryable, retry_after=retry_after
-        )
-        self._report(settings, error, batch)
-        raise error
+            raise
 
     def _report(self, settings: _Settings, exc: DeliveryError, batch: list[dict[str, Any]]) -> None:
         if settings.on_error is None:

@@ -2,8 +2,9 @@
 
 ``buffered: true`` wraps the node in a :class:`~eventrouter.backends.buffered.BufferedBackend`
 with its default options, ``buffered: {max_queue: 50000, when_full: block}`` with those,
-``buffered: false`` not at all. Without the key, the backends that talk to a remote peer
-(Segment, MongoDB, and any class with ``buffered_by_default = True``) are buffered.
+``buffered: false`` not at all. Without the key, a node is buffered when its class says
+``buffered_by_default = True``, as the backends that talk to a remote peer (Segment,
+MongoDB) and their subclasses do.
 """
 
 from __future__ import annotations
@@ -20,12 +21,7 @@ from eventrouter.config.model import ConfigNode
 from eventrouter.config.read import UnsafeTag, key_line, value_line
 from eventrouter.errors import OptionError
 
-__all__ = ["BUFFERED_BY_DEFAULT", "check_buffered", "options_of_buffered"]
-
-BUFFERED_BY_DEFAULT = frozenset(
-    {"eventrouter.backends.segment.SegmentBackend", "eventrouter.backends.mongodb.MongoBackend"}
-)
-"""Classes buffered unless their node says ``buffered: false``."""
+__all__ = ["buffered_by_default", "check_buffered", "options_of_buffered"]
 
 _OPTIONS = tuple(
     name for name in inspect.signature(BufferedBackend).parameters if name != "backend"
@@ -33,11 +29,9 @@ _OPTIONS = tuple(
 
 
 def buffered_by_default(target: Any) -> bool:
-    """Whether a node of class ``target`` is buffered when it does not say."""
-    if getattr(target, "buffered_by_default", False) is True:
-        return True
-    name = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}"
-    return name in BUFFERED_BY_DEFAULT
+    """Whether a node of class ``target`` is buffered when it does not say: the class (or a
+    base class) has ``buffered_by_default = True``."""
+    return getattr(target, "buffered_by_default", False) is True
 
 
 class _Probe:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from eventrouter.backends.routing import describe
+from eventrouter._loglabels import describe
 
 __all__ = ["MASK", "is_secret_name", "mask_uri", "scrub", "show"]
 

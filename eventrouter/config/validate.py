@@ -132,7 +132,7 @@ class _Validator:
                 "`backends` is missing: name at least one backend, e.g. "
                 "`backends: {archive: {class: jsonlog, options: {path: events.log}}}`",
                 "",
-                line_of(data, 1),
+                line_of(data, None),
             )
         else:
             tree.backends = self.backends(data, "backends", "", enabled=True)

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from hashlib import sha256
-from typing import Any
+from typing import Any, NamedTuple
 
 from eventrouter import _fork
 from eventrouter.errors import EventEmissionExit
@@ -43,11 +43,19 @@ from eventrouter.typing import Event
 __all__ = [
     "CONTEXT_KEYS",
     "CONTEXT_NAME",
+    "DEFAULT_MAX_LENGTH",
+    "HEADERS",
+    "MAX_FORWARDED_HOPS",
     "ContextHook",
+    "Header",
+    "HeaderGetter",
     "RequestContextBuilder",
+    "astream_in_context",
     "drop_ignored",
     "install_ignore_filter",
     "muted",
+    "parse_proxies",
+    "stream_in_context",
 ]
 
 log = logging.getLogger("eventrouter.integrations")
@@ -71,8 +79,35 @@ CONTEXT_KEYS = (
 )
 """The keys of every request context, in every framework."""
 
+
+class Header(NamedTuple):
+    """A request header a context key is read from, as each kind of framework spells it."""
+
+    field: str
+    """The context key it fills (``agent``)."""
+    name: str
+    """The header's name in lower case, as ASGI gives it (``user-agent``)."""
+    environ: str
+    """Its key in a WSGI environ and in Django's ``request.META`` (``HTTP_USER_AGENT``)."""
+
+
+HEADERS = (
+    Header("host", "host", "HTTP_HOST"),
+    Header("forwarded_for", "x-forwarded-for", "HTTP_X_FORWARDED_FOR"),
+    Header("agent", "user-agent", "HTTP_USER_AGENT"),
+    Header("referer", "referer", "HTTP_REFERER"),
+    Header("accept_language", "accept-language", "HTTP_ACCEPT_LANGUAGE"),
+    Header("request_id", "x-request-id", "HTTP_X_REQUEST_ID"),
+)
+"""The headers every integration reads, the one table of them."""
+
+HeaderGetter = Callable[[Header], str | None]
+"""Given a :class:`Header`, the request's value of it (``None`` when it has none)."""
+
 DEFAULT_MAX_LENGTH = 512
+"""The longest a string value of the context may be, unless ``max_length`` says otherwise."""
 MAX_FORWARDED_HOPS = 20
+"""The most ``X-Forwarded-For`` entries read (from the right): a longer header is cut."""
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 
 ContextHook = Callable[[Any], Mapping[str, Any] | None]
@@ -93,15 +128,7 @@ def drop_ignored(event: Event) -> Event:
     return event
 
 
-_install_lock = threading.Lock()
-
-
-def _renew_install_lock() -> None:
-    global _install_lock  # noqa: PLW0603 - a fork may leave the old one held forever
-    _install_lock = threading.Lock()
-
-
-_fork.at_fork_in_child(_renew_install_lock)
+_install_lock = _fork.Lock()
 
 
 def install_ignore_filter(tracker: Tracker) -> None:
@@ -282,34 +309,39 @@ class RequestContextBuilder:
 
     def build(
         self,
+        header: HeaderGetter,
         *,
         path: str,
         method: str,
-        host: str | None,
         peer: str | None,
-        forwarded_for: str | None = None,
-        agent: str | None = None,
-        referer: str | None = None,
-        accept_language: str | None = None,
-        request_id: str | None = None,
         user_id: Any = None,
         username: str | None = None,
         session_key: str | None = None,
         route: str | None = None,
     ) -> dict[str, Any]:
-        """The request context from the facts the framework knows; every key is present."""
+        """The request context; every key is present.
+
+        Args:
+            header: reads each of :data:`HEADERS` from the request.
+            path, method: the request's.
+            peer: the address the connection comes from.
+            user_id, username: the authenticated user's (``None``: anonymous).
+            session_key: the session's key, hashed into ``session`` (never kept itself).
+            route: the matched route's template.
+        """
         bound = self._bound
+        headers = {h.field: header(h) for h in HEADERS}
         return {
             **self.user_fields(user_id, username),
             "session": self.session_hash(session_key),
-            "ip": self.client_ip(peer, forwarded_for),
-            "agent": bound(agent),
-            "host": bound(host),
+            "ip": self.client_ip(peer, headers["forwarded_for"]),
+            "agent": bound(headers["agent"]),
+            "host": bound(headers["host"]),
             "path": bound(path),
             "method": bound(method),
-            "referer": bound(referer),
-            "accept_language": bound(accept_language),
-            "request_id": self.request_id(request_id),
+            "referer": bound(headers["referer"]),
+            "accept_language": bound(headers["accept_language"]),
+            "request_id": self.request_id(headers["request_id"]),
             "route": self.route(route),
         }
 

@@ -24,6 +24,7 @@ from typing import Any
 from eventrouter.integrations._request import (
     CONTEXT_NAME,
     DEFAULT_MAX_LENGTH,
+    HEADERS,
     ContextHook,
     RequestContextBuilder,
     install_ignore_filter,
@@ -31,22 +32,20 @@ from eventrouter.integrations._request import (
 )
 from eventrouter.tracker import Tracker, get_tracker
 
-__all__ = ["TrackingContextMiddleware"]
+__all__ = ["ASGIApp", "Receive", "Scope", "Send", "TrackingContextMiddleware"]
 
 Scope = MutableMapping[str, Any]
+"""An ASGI connection scope."""
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+"""An ASGI ``receive`` callable."""
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+"""An ASGI ``send`` callable."""
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+"""An ASGI application, such as the one the middleware wraps."""
 
-_WANTED = {
-    b"host": "host",
-    b"user-agent": "agent",
-    b"referer": "referer",
-    b"accept-language": "accept_language",
-    b"x-request-id": "request_id",
-    b"x-forwarded-for": "forwarded_for",
-    b"cookie": "cookie",
-}
+_WANTED = {header.name.encode("latin-1"): header.field for header in HEADERS}
+_WANTED[b"cookie"] = "cookie"
+"""The header names (lower case bytes, as in a scope) read, to the key they are kept under."""
 
 
 def _user_fields(user: Any) -> tuple[Any, str | None]:
@@ -214,15 +213,10 @@ class TrackingContextMiddleware:
         peer = str(client[0]) if client else None
         user_id, username = self._user(scope)
         context = self.builder.build(
+            lambda header: found.get(header.field),
             path=scope.get("path") or "/",
             method=scope.get("method") or ("WEBSOCKET" if scope["type"] == "websocket" else ""),
-            host=found.get("host"),
             peer=peer,
-            forwarded_for=found.get("forwarded_for"),
-            agent=found.get("agent"),
-            referer=found.get("referer"),
-            accept_language=found.get("accept_language"),
-            request_id=found.get("request_id"),
             user_id=user_id,
             username=username,
             session_key=self._session_key(found.get("cookie")),

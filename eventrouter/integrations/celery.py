@@ -23,10 +23,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import threading
 from collections.abc import Mapping
 from typing import Any
 
+from eventrouter import _fork
 from eventrouter.errors import MissingExtraError
 from eventrouter.integrations._request import DEFAULT_MAX_LENGTH
 from eventrouter.tracker import Tracker, get_tracker
@@ -67,7 +67,7 @@ _UID = "eventrouter.integrations.celery"
 
 _target: Tracker | str = "default"
 _entered: dict[str, Tracker] = {}
-_entered_lock = threading.Lock()
+_entered_lock = _fork.Lock()
 
 
 def _tracker() -> Tracker | None:

@@ -74,15 +74,10 @@ def _context(builder: RequestContextBuilder, request: Any, app: flask.Flask) -> 
     if "HTTP_COOKIE" in environ:  # Flask's session reads (and caches) them anyway
         session_key = request.cookies.get(app.config.get("SESSION_COOKIE_NAME", "session"))
     context = builder.build(
+        lambda header: environ.get(header.environ),
         path=request.path,
         method=request.method,
-        host=environ.get("HTTP_HOST"),
         peer=environ.get("REMOTE_ADDR"),
-        forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
-        agent=environ.get("HTTP_USER_AGENT"),
-        referer=environ.get("HTTP_REFERER"),
-        accept_language=environ.get("HTTP_ACCEPT_LANGUAGE"),
-        request_id=environ.get("HTTP_X_REQUEST_ID"),
         user_id=user_id,
         username=username,
         session_key=session_key,

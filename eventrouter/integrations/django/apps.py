@@ -8,6 +8,8 @@ from django.core.exceptions import ImproperlyConfigured
 from eventrouter.errors import ConfigError
 from eventrouter.tracker import register_tracker
 
+__all__ = ["EventRouterConfig"]
+
 
 class EventRouterConfig(AppConfig):  # type: ignore[misc]
     """``"eventrouter.integrations.django"`` in ``INSTALLED_APPS``.

@@ -10,8 +10,18 @@ from django.core import checks
 
 from eventrouter.integrations.django import _settings
 
+__all__ = [
+    "AUTH_MIDDLEWARE",
+    "MIDDLEWARE_PATH",
+    "check_config",
+    "check_options",
+    "register_checks",
+]
+
 MIDDLEWARE_PATH = "eventrouter.integrations.django.TrackingContextMiddleware"
+"""The middleware as ``MIDDLEWARE`` names it."""
 AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
+"""Django's authentication middleware, which must come before ours for a user to be known."""
 
 
 def check_config(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

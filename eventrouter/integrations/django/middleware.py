@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponseBase
 from eventrouter.errors import TrackerNotRegisteredError
 from eventrouter.integrations._request import (
     CONTEXT_NAME,
+    Header,
     RequestContextBuilder,
     astream_in_context,
     install_ignore_filter,
@@ -24,9 +25,12 @@ from eventrouter.integrations._request import (
 from eventrouter.integrations.django import _settings
 from eventrouter.tracker import Tracker, get_tracker
 
+__all__ = ["VIEW_CONTEXT_NAME", "TrackingContextMiddleware"]
+
 log = logging.getLogger("eventrouter.integrations")
 
 VIEW_CONTEXT_NAME = "request.view"
+"""The name the view's own context (its ``route``) is entered under, inside the request's."""
 _STATE = "_eventrouter_tracker"
 
 
@@ -102,16 +106,16 @@ class TrackingContextMiddleware:
         meta = request.META
         user_id, username = self._user(user)
         session = getattr(request, "session", None)
+        host = self._host(request)
+
+        def header(wanted: Header) -> str | None:
+            return host if wanted.field == "host" else meta.get(wanted.environ)
+
         return self.builder.build(
+            header,
             path=request.path,
             method=request.method or "",
-            host=self._host(request),
             peer=meta.get("REMOTE_ADDR"),
-            forwarded_for=meta.get("HTTP_X_FORWARDED_FOR"),
-            agent=meta.get("HTTP_USER_AGENT"),
-            referer=meta.get("HTTP_REFERER"),
-            accept_language=meta.get("HTTP_ACCEPT_LANGUAGE"),
-            request_id=meta.get("HTTP_X_REQUEST_ID"),
             user_id=user_id,
             username=username,
             session_key=getattr(session, "session_key", None),
