@@ -326,35 +326,18 @@ orjson: Any = _load_orjson()
 if orjson is not None:
     ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
-# orjson spells 1e-07 as 1e-7, writes NaN and infinities as null (like None) and writes
-# non-ASCII characters as they are: lines with such spellings are redone or escaped so that
-# the output is byte for byte what the standard library writes.
-# Floats orjson spells unlike ``repr``: a one-digit negative exponent (``1e-7`` for
-# ``1e-07``), and numbers under 1e-4 written out in full (``0.00001`` for ``1e-05``). Each
-# check runs only where a plain substring search finds its trigger: most lines have neither.
-_WRITTEN_OUT = re.compile(rb"(?<![0-9.])0\.0000")
-_DIGITS = frozenset(b"0123456789")
-_AFTER_NUMBER = frozenset(b",]}")
-
-
-def _short_exponent(raw: bytes) -> bool:
-    """Whether ``raw`` holds a number like ``1e-7`` (digit, ``e-``, one digit, the end)."""
-    end = len(raw)
-    at = raw.find(b"e-")
-    while at >= 0:
-        after = at + 3
-        if (
-            at > 0
-            and raw[at - 1] in _DIGITS
-            and after <= end
-            and raw[at + 2] in _DIGITS
-            and (after == end or raw[after] in _AFTER_NUMBER)
-        ):
-            return True
-        at = raw.find(b"e-", at + 2)
-    return False
-
-
+# orjson spells some values unlike the standard library; lines holding such a spelling are
+# re-encoded by ``dumps`` (or, for non-ASCII characters, escaped) so that the output is byte
+# for byte what the standard library writes:
+# - NaN and the infinities become ``null``, like ``None``;
+# - floats from 1e-10 to 1e-4 are spelled with a one-digit exponent (``1e-7`` for ``1e-07``)
+#   or written out in full (``0.00001`` for ``1e-05``);
+# - non-ASCII characters (and DEL) are written as they are.
+# Each check is one search in C; the regular expressions start with a literal, which the
+# regular expression engine looks for as fast as a substring search. A match in a string
+# (not a number) only costs a re-encoding, never a wrong line.
+_SHORT_EXPONENT = re.compile(rb"e-(?<=[0-9]e-)[0-9](?=[,\]}]|\Z)")
+_WRITTEN_OUT = re.compile(rb"0\.0000(?<![0-9.]0\.0000)")
 _NOT_ASCII = re.compile("[^\x00-\x7e]")
 
 
@@ -376,8 +359,8 @@ def finish_orjson(raw: bytes, value: Any) -> str:
     """
     if (
         b"null" in raw
-        or _short_exponent(raw)
-        or (b"0.0000" in raw and _WRITTEN_OUT.search(raw) is not None)
+        or _SHORT_EXPONENT.search(raw) is not None
+        or _WRITTEN_OUT.search(raw) is not None
     ):
         return dumps(value)
     if raw.isascii() and b"\x7f" not in raw:  # json escapes DEL too
