@@ -534,6 +534,38 @@ def test_a_forked_child_writes_even_if_the_lock_was_held_and_leaves_the_parents_
     assert sorted(line["id"] for line in lines(log_path)) == ["child", "parent-1", "parent-2"]
 
 
+def _process_libraries() -> list[Any]:
+    import multiprocessing
+
+    found: list[Any] = [pytest.param(multiprocessing, id="multiprocessing")]
+    try:
+        import billiard
+    except ImportError:  # pragma: no cover - billiard comes with the celery extra
+        return found
+    return [*found, pytest.param(billiard, id="billiard")]
+
+
+@pytest.mark.parametrize("library", _process_libraries())
+def test_lines_accepted_in_a_library_child_that_returns_are_written_at_its_exit(
+    log_path: Path, library: Any
+) -> None:
+    """multiprocessing and billiard (Celery prefork) children end with os._exit."""
+    backend = LoggerBackend(path=log_path, flush_interval=3600)
+
+    def work(which: int) -> None:
+        for n in range(100):
+            backend.send({"id": f"child-{which}-{n}"})
+
+    for which in (1, 2):  # each child of the same parent
+        child = library.get_context("fork").Process(target=work, args=(which,))
+        child.start()
+        child.join()
+        assert child.exitcode == 0
+    expected = [f"child-{which}-{n}" for which in (1, 2) for n in range(100)]
+    assert [line["id"] for line in lines(log_path)] == expected
+    backend.close()
+
+
 # -- max_event_size, oversize and the event-tracking line format ----------------------------------
 
 

@@ -10,7 +10,10 @@ decided on the file's position, which the writer knows without asking the file s
 
 The file is opened with ``O_APPEND``: each ``os.write`` holds whole lines, so processes
 sharing a file never interleave inside a line. Forked children keep the file, get a fresh
-lock, and leave the lines their parent had not written yet to the parent.
+lock, and leave the lines their parent had not written yet to the parent. A child started by
+``multiprocessing`` or ``billiard`` (Celery's prefork pool) ends with ``os._exit``, which
+skips interpreter exit: its waiting lines are written by a finalizer of that library, which
+runs when the child's target returns.
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ import contextlib
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from eventrouter import _fork
 from eventrouter.errors import DeliveryError
@@ -36,6 +43,10 @@ _CHUNK = 64 * 1024
 """Write to the OS as soon as this many bytes are waiting."""
 _MAX_PENDING = 16 * 1024 * 1024
 """While the file cannot be written, keep at most this much; then refuse new lines."""
+_PROCESS_LIBRARIES = ("multiprocessing.util", "billiard.util")
+"""The libraries whose child processes end with ``os._exit`` after running their finalizers."""
+_FINAL_PRIORITY = -100
+"""The finalizers' exit priority: after the library's own (0 and up) and the app's usual ones."""
 
 
 class LineFile:
@@ -330,6 +341,32 @@ class _Timer:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._pid = 0
+        _write_at_child_exit(self)
+
+
+_finalized: set[str] = set()
+"""The process libraries whose children already write waiting lines at exit (inherited by
+grandchildren along with the libraries' registries)."""
+
+
+def _write_at_child_exit(timer: _Timer) -> None:
+    """Make the children of ``multiprocessing`` and ``billiard`` write waiting lines at exit.
+
+    Called in every forked child. The library clears its finalizers when its child starts,
+    so the finalizer is registered from the library's own after-fork hook, which runs next.
+    """
+    for name in _PROCESS_LIBRARIES:
+        util = sys.modules.get(name)
+        if util is not None and name not in _finalized:
+            _finalized.add(name)
+            util.register_after_fork(timer, _finalizer(util))
+
+
+def _finalizer(util: ModuleType) -> Callable[[Any], None]:
+    def register(timer: _Timer) -> None:
+        util.Finalize(None, timer.flush_all, exitpriority=_FINAL_PRIORITY)
+
+    return register
 
 
 _timer = _Timer()
