@@ -356,6 +356,46 @@ def test_lines_come_from_a_python_json_logger_formatter(formatter_kind: str) -> 
     assert expected in [cls.__name__ for cls in type(formatter).__mro__]
 
 
+def test_file_lines_go_through_the_formatters_json_default_hook(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = LoggerBackend(path=log_path)
+    monkeypatch.setattr(
+        backend._formatter, "json_default", lambda value: f"<{type(value).__name__}>"
+    )
+    backend.send(event(price=Decimal("1.50")))
+    backend.close()
+    [line] = lines(log_path)
+    assert line["data"] == {"price": "<Decimal>"}
+    assert line["timestamp"] == "<datetime>"
+
+
+def test_file_lines_are_made_by_the_formatters_serializer(
+    log_path: Path, formatter_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = LoggerBackend(path=log_path)
+    formatter = backend._formatter
+    if formatter_kind == "json":  # python-json-logger's JsonFormatter calls json_serializer
+        monkeypatch.setattr(formatter, "json_serializer", lambda data, **options: '{"by":"hook"}')
+    else:  # its OrjsonFormatter's serializer is jsonify_log_record
+        monkeypatch.setattr(formatter, "jsonify_log_record", lambda data: '{"by":"hook"}')
+    monkeypatch.setattr(formatter, "prefix", "")
+    backend.send(event())
+    backend.close()
+    assert lines(log_path) == [{"by": "hook"}]
+
+
+def test_file_lines_go_through_the_formatters_process_log_record(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = LoggerBackend(path=log_path)
+    monkeypatch.setattr(backend._formatter, "process_log_record", lambda data: {"id": data["id"]})
+    sent = event()
+    backend.send(sent)
+    backend.close()
+    assert lines(log_path) == [{"id": sent["id"]}]
+
+
 def test_file_and_logger_modes_write_the_same_line(
     log_path: Path, captured_logger: tuple[logging.Logger, io.StringIO]
 ) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from pythonjsonlogger.core import BaseJsonFormatter
 from pythonjsonlogger.json import JsonFormatter
 
 from eventrouter import _fork, encoding
@@ -135,8 +136,14 @@ class _EventLines:
         return log_data
 
     def event_line(self, event: Mapping[str, Any]) -> str:
-        """The event's JSON line (no newline), not limited in size."""
-        return self.prefix + self.jsonify_log_record(self.process_log_record(event))  # type: ignore[arg-type]
+        """The event's JSON line (no newline), not limited in size.
+
+        The event is the log data: these are the last two steps of the formatter's
+        ``format()``, ``process_log_record`` and then python-json-logger's own
+        ``serialize_log_record`` (``prefix`` + ``jsonify_log_record``, which calls the
+        formatter's serializer with its ``json_default``).
+        """
+        return BaseJsonFormatter.serialize_log_record(self, self.process_log_record(event))  # type: ignore[arg-type]
 
     def serialize_log_record(self, log_data: dict[str, Any]) -> str:
         """Encode a record's data; over ``max_event_size``, with ``data`` truncated."""
@@ -157,9 +164,30 @@ class _EventLines:
         return line
 
 
-def _stdlib_serializer(spaced: bool) -> Callable[..., str]:
-    def serialize(log_data: Any, **_options: Any) -> str:
+def _stdlib_line(log_data: Any, default: Callable[[Any], Any] | None, spaced: bool) -> str:
+    """``log_data`` as one line by the standard library, ``default`` encoding what it does not
+    know; what the encoder rejects even so (cycles, odd keys, NaN) by eventrouter's rules."""
+    if default is None or default is json_default:
         return dumps(log_data, spaced=spaced)
+    try:
+        return json.dumps(
+            log_data,
+            default=default,
+            ensure_ascii=True,
+            allow_nan=False,
+            separators=(", ", ": ") if spaced else (",", ":"),
+        )
+    except (TypeError, ValueError, RecursionError):
+        return dumps(log_data, spaced=spaced)
+
+
+def _stdlib_serializer(spaced: bool) -> Callable[..., str]:
+    """The ``json_serializer`` given to ``JsonFormatter``: it is called with the formatter's
+    ``json_default`` (honoured) and its ``cls``/``indent``/``ensure_ascii`` (not: a line is
+    always one line of ASCII)."""
+
+    def serialize(log_data: Any, *, default: Callable[[Any], Any] | None = None, **_: Any) -> str:
+        return _stdlib_line(log_data, default, spaced)
 
     return serialize
 
@@ -204,11 +232,13 @@ class EventJsonFormatter(_EventLines, JsonFormatter):
 if encoding.orjson is not None:
     from pythonjsonlogger.orjson import OrjsonFormatter
 
+    _orjson_dumps = encoding.orjson.dumps
+
     class EventOrjsonFormatter(_EventLines, OrjsonFormatter):
         """python-json-logger's ``OrjsonFormatter`` writing events by eventrouter's encoding.
 
         The fast path, used when ``orjson`` is installed: the same lines, byte for byte, as
-        :class:`EventJsonFormatter` (see :func:`eventrouter.encoding.finish_orjson`), with
+        :class:`EventJsonFormatter` (orjson's spellings that differ are redone), with
         the same arguments, except that it writes only the ``"eventrouter"`` line format.
         """
 
@@ -222,17 +252,25 @@ if encoding.orjson is not None:
                 raise ValueError("EventOrjsonFormatter writes only the 'eventrouter' format")
             kwargs.setdefault("fmt", [])
             super().__init__(json_default=json_default, **kwargs)
+            self.orjson_options: int = encoding.ORJSON_OPTIONS
+            """The ``option`` flags of ``orjson.dumps``: those that keep eventrouter's rules."""
             self._setup(max_event_size, line_format)
 
         def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
-            """Encode with orjson, our rules as its default hook; never raises."""
+            """Encode with orjson and the formatter's ``json_default``; never raises.
+
+            ``orjson_options`` keep eventrouter's rules (datetimes go to ``json_default``);
+            a line orjson spells unlike the standard library is redone by the standard
+            library, with the same ``json_default``.
+            """
+            default = self.json_default
             try:
-                raw = encoding.orjson.dumps(
-                    log_data, default=self.json_default, option=encoding.ORJSON_OPTIONS
-                )
+                raw = _orjson_dumps(log_data, default=default, option=self.orjson_options)
             except TypeError:  # orjson.JSONEncodeError: cycles, odd keys, big integers
-                return dumps(log_data)
-            return encoding.finish_orjson(raw, log_data)
+                return _stdlib_line(log_data, default, False)
+            return encoding._finish_orjson(
+                raw, log_data, lambda value: _stdlib_line(value, default, False)
+            )
 
         def format(self, record: logging.LogRecord) -> str:
             """Return the record's JSON line, formatting each record once."""
