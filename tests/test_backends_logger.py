@@ -396,6 +396,31 @@ def test_file_lines_go_through_the_formatters_process_log_record(
     assert lines(log_path) == [{"id": sent["id"]}]
 
 
+def test_two_logs_writing_the_same_and_different_timestamps_write_each_right(
+    tmp_path: Path,
+) -> None:
+    first, second = LoggerBackend(path=tmp_path / "a.log"), LoggerBackend(path=tmp_path / "b.log")
+    when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+    stamps = [
+        when,
+        when,
+        when.astimezone(dt.timezone(dt.timedelta(hours=2))),
+        when + dt.timedelta(microseconds=1),
+        dt.datetime(2024, 5, 1, 12, 0),  # naive: taken as UTC
+    ]
+    for stamp in stamps:
+        sent = {"id": "x", "timestamp": stamp, "data": {"at": stamp}}
+        first.send(sent)
+        second.send(sent)
+    first.close()
+    second.close()
+    expected = [encoding.dumps(stamp).strip('"') for stamp in stamps]
+    for name in ("a.log", "b.log"):
+        written = lines(tmp_path / name)
+        assert [line["timestamp"] for line in written] == expected
+        assert [line["data"]["at"] for line in written] == expected
+
+
 def test_file_and_logger_modes_write_the_same_line(
     log_path: Path, captured_logger: tuple[logging.Logger, io.StringIO]
 ) -> None:

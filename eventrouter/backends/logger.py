@@ -9,6 +9,7 @@ the two write the same bytes. Lines go to a file of the backend's own (written i
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import logging.handlers
@@ -164,10 +165,30 @@ class _EventLines:
         return line
 
 
+_last_datetime: list[tuple[object, Any]] = [(None, None)]
+"""The last datetime :func:`_line_default` encoded and its text, as one tuple (swapped whole,
+so threads never see one's datetime with another's text)."""
+
+
+def _line_default(value: object) -> Any:
+    """:func:`~eventrouter.encoding.json_default`, remembering the last datetime it encoded.
+
+    The JSON logs of one tree write the same timestamp object (a router's copy shares
+    immutable values), so the second line of an event reuses the first one's text.
+    """
+    last = _last_datetime[0]
+    if value is last[0]:
+        return last[1]
+    encoded = json_default(value)
+    if type(value) is dt.datetime:
+        _last_datetime[0] = (value, encoded)
+    return encoded
+
+
 def _stdlib_line(log_data: Any, default: Callable[[Any], Any] | None, spaced: bool) -> str:
     """``log_data`` as one line by the standard library, ``default`` encoding what it does not
     know; what the encoder rejects even so (cycles, odd keys, NaN) by eventrouter's rules."""
-    if default is None or default is json_default:
+    if default is None or default is json_default or default is _line_default:
         return dumps(log_data, spaced=spaced)
     try:
         return json.dumps(
@@ -251,7 +272,7 @@ if encoding.orjson is not None:
             if line_format != "eventrouter":
                 raise ValueError("EventOrjsonFormatter writes only the 'eventrouter' format")
             kwargs.setdefault("fmt", [])
-            super().__init__(json_default=json_default, **kwargs)
+            super().__init__(json_default=_line_default, **kwargs)
             self.orjson_options: int = encoding.ORJSON_OPTIONS
             """The ``option`` flags of ``orjson.dumps``: those that keep eventrouter's rules."""
             self._setup(max_event_size, line_format)
