@@ -20,8 +20,7 @@ import pytest
 from pythonjsonlogger.json import JsonFormatter
 
 from eventrouter import DeliveryError, RoutingBackend, build_event, encoding
-from eventrouter.backends import _linefile
-from eventrouter.backends import logger as logger_module
+from eventrouter.backends import _jsonlines, _linefile
 from eventrouter.backends.logger import EventJsonFormatter, LoggerBackend, event_formatter
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.typing import Event
@@ -40,7 +39,7 @@ from eventrouter.typing import Event
 def formatter_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every test runs with the standard library's formatter and with orjson's."""
     if request.param == "json":
-        monkeypatch.setattr(logger_module, "EventOrjsonFormatter", None)
+        monkeypatch.setattr(_jsonlines, "EventOrjsonFormatter", None)
     kind: str = request.param
     return kind
 
