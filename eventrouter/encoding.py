@@ -28,10 +28,18 @@ dictionary (``{1: "a", "1": "b"}``), :func:`to_jsonable` appends the type name (
 so no value is lost; :func:`dumps` may write both members under the same name, which JSON
 allows (most parsers keep the last).
 
-:func:`dumps` uses the standard library; :func:`dumps_fast` writes the same bytes through
-``orjson`` when it is installed (the ``fast`` extra) and ``EVENTROUTER_NO_ORJSON`` is not set.
-:func:`walk` is the one conversion walk: :func:`to_jsonable` and the MongoDB backend's
-documents are both made by it.
+The public functions:
+
+- :func:`dumps` encodes with the standard library; :func:`dumps_fast` writes the same bytes
+  through ``orjson`` when it is installed (the ``fast`` extra) and ``EVENTROUTER_NO_ORJSON``
+  is not set.
+- :func:`json_default` is the value table as a ``default=`` hook for ``json.dumps``,
+  ``orjson.dumps`` or a python-json-logger formatter.
+- :func:`to_jsonable` returns the JSON-native data :func:`dumps` writes (Segment's
+  properties); :func:`dict_key` is the key rule alone (MongoDB's field names).
+- :func:`walk` is the one conversion walk: :func:`to_jsonable` and the MongoDB backend's
+  documents are both made by it.
+- :func:`parse_timestamp` reads a timestamp back (replay, MongoDB, Segment).
 """
 
 from __future__ import annotations
@@ -53,11 +61,9 @@ __all__ = [
     "dict_key",
     "dumps",
     "dumps_fast",
-    "finish_orjson",
     "json_default",
     "parse_timestamp",
     "to_jsonable",
-    "unique_key",
     "walk",
 ]
 
@@ -174,7 +180,7 @@ def walk(
     The one conversion walk of the package: :func:`to_jsonable` (JSON) and the MongoDB
     backend's document conversion (BSON) differ only in ``convert``, ``key`` and
     ``max_depth``. Mappings become ``dict`` with keys made by ``key`` (a converted key that
-    collides with another key gets ``~TYPE`` appended, see :func:`unique_key`); lists and
+    collides with another key gets ``~TYPE`` appended, see :func:`_unique_key`); lists and
     tuples become lists; anything else is passed to ``convert``, whose result is walked
     again when it is a new object (a set made a list, an ``Enum`` made its value). A value
     inside itself becomes :data:`CYCLE_MARKER`; a container deeper than ``max_depth`` becomes
@@ -222,7 +228,7 @@ class _Walker:
                 for original, item in value.items():
                     name = self.key(original)
                     if name in out or (name != original and name in value):
-                        name = unique_key(name, original, out, value)
+                        name = _unique_key(name, original, out, value)
                     out[name] = self.walk(item, depth + 1)
                 return out
             return [self.walk(item, depth + 1) for item in value]
@@ -243,7 +249,7 @@ def _json_leaf(value: Any) -> Any:
     return json_default(value)
 
 
-def unique_key(name: str, key: object, out: Mapping[str, Any], source: Mapping[Any, Any]) -> str:
+def _unique_key(name: str, key: object, out: Mapping[str, Any], source: Mapping[Any, Any]) -> str:
     """``name`` if neither ``out`` nor ``source`` uses it, else ``name~TYPE`` (then ``~TYPE2``...).
 
     ``key`` is the original key ``name`` was converted from; its type names the variant.
@@ -326,35 +332,18 @@ orjson: Any = _load_orjson()
 if orjson is not None:
     ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
-# orjson spells 1e-07 as 1e-7, writes NaN and infinities as null (like None) and writes
-# non-ASCII characters as they are: lines with such spellings are redone or escaped so that
-# the output is byte for byte what the standard library writes.
-# Floats orjson spells unlike ``repr``: a one-digit negative exponent (``1e-7`` for
-# ``1e-07``), and numbers under 1e-4 written out in full (``0.00001`` for ``1e-05``). Each
-# check runs only where a plain substring search finds its trigger: most lines have neither.
-_WRITTEN_OUT = re.compile(rb"(?<![0-9.])0\.0000")
-_DIGITS = frozenset(b"0123456789")
-_AFTER_NUMBER = frozenset(b",]}")
-
-
-def _short_exponent(raw: bytes) -> bool:
-    """Whether ``raw`` holds a number like ``1e-7`` (digit, ``e-``, one digit, the end)."""
-    end = len(raw)
-    at = raw.find(b"e-")
-    while at >= 0:
-        after = at + 3
-        if (
-            at > 0
-            and raw[at - 1] in _DIGITS
-            and after <= end
-            and raw[at + 2] in _DIGITS
-            and (after == end or raw[after] in _AFTER_NUMBER)
-        ):
-            return True
-        at = raw.find(b"e-", at + 2)
-    return False
-
-
+# orjson spells some values unlike the standard library; lines holding such a spelling are
+# re-encoded by ``dumps`` (or, for non-ASCII characters, escaped) so that the output is byte
+# for byte what the standard library writes:
+# - NaN and the infinities become ``null``, like ``None``;
+# - floats from 1e-10 to 1e-4 are spelled with a one-digit exponent (``1e-7`` for ``1e-07``)
+#   or written out in full (``0.00001`` for ``1e-05``);
+# - non-ASCII characters (and DEL) are written as they are.
+# Each check is one search in C; the regular expressions start with a literal, which the
+# regular expression engine looks for as fast as a substring search. A match in a string
+# (not a number) only costs a re-encoding, never a wrong line.
+_SHORT_EXPONENT = re.compile(rb"e-(?<=[0-9]e-)[0-9](?=[,\]}]|\Z)")
+_WRITTEN_OUT = re.compile(rb"0\.0000(?<![0-9.]0\.0000)")
 _NOT_ASCII = re.compile("[^\x00-\x7e]")
 
 
@@ -366,20 +355,21 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
 
 
-def finish_orjson(raw: bytes, value: Any) -> str:
+def _finish_orjson(raw: bytes, value: Any, redo: Callable[[Any], str] | None = None) -> str:
     """Turn orjson's encoding ``raw`` of ``value`` into exactly the line :func:`dumps` writes.
 
     Args:
         raw: what ``orjson.dumps(value, default=json_default, option=ORJSON_OPTIONS)`` gave.
-        value: the value it encoded (re-encoded by :func:`dumps` when orjson's spelling
-            cannot be fixed in place: a ``null`` that may have been a NaN, a short exponent).
+        value: the value it encoded, re-encoded by ``redo`` when orjson's spelling cannot be
+            fixed in place (a ``null`` that may have been a NaN, a float spelled otherwise).
+        redo: the standard-library encoding of ``value``; :func:`dumps` when ``None``.
     """
     if (
         b"null" in raw
-        or _short_exponent(raw)
-        or (b"0.0000" in raw and _WRITTEN_OUT.search(raw) is not None)
+        or _SHORT_EXPONENT.search(raw) is not None
+        or _WRITTEN_OUT.search(raw) is not None
     ):
-        return dumps(value)
+        return dumps(value) if redo is None else redo(value)
     if raw.isascii() and b"\x7f" not in raw:  # json escapes DEL too
         return raw.decode("ascii")
     return _NOT_ASCII.sub(_escape, raw.decode("utf-8"))
@@ -397,4 +387,4 @@ def dumps_fast(value: Any) -> str:
         raw = orjson.dumps(value, default=json_default, option=ORJSON_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError: odd keys, cycles, deep nesting, big ints
         return dumps(value)
-    return finish_orjson(raw, value)
+    return _finish_orjson(raw, value)

@@ -20,8 +20,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from eventrouter import _fork
@@ -167,27 +167,17 @@ class Tracker:
             raise KeyError(f"no context named {name!r} is entered here")
         self._stack.set(kept)
 
-    @contextmanager
-    def context(self, name: str, ctx: Mapping[str, Any]) -> Iterator[None]:
+    def context(self, name: str, ctx: Mapping[str, Any]) -> AbstractContextManager[None]:
         """``with tracker.context("request", {...}):`` enters ``ctx`` for the block.
 
         On leaving the block the context called ``name`` is what it was before the block
         (absent, or the mapping entered earlier, in its place); contexts entered under other
         names inside the block stay.
+
+        Raises:
+            TypeError: ``ctx`` is not a mapping (on entering the block).
         """
-        before = _MISSING
-        for entered, values in self._stack.get():
-            if entered == name:
-                before = values
-        self.enter_context(name, ctx)
-        try:
-            yield
-        finally:
-            entries = self._stack.get()
-            if before is _MISSING:
-                self._stack.set(tuple(entry for entry in entries if entry[0] != name))
-            else:
-                self._stack.set(_put(entries, name, before))
+        return _Block(self._stack, name, ctx)
 
     def resolve_context(self) -> dict[str, Any]:
         """The merged context of this thread or task; later entries win. A new dict."""
@@ -221,6 +211,45 @@ class Tracker:
 
     def __repr__(self) -> str:
         return f"Tracker({self.router!r})"
+
+
+class _Block:
+    """One ``with tracker.context(name, ctx):`` block (a class: cheaper than a generator).
+
+    Leaving it restores the stack as it was when nothing else was entered inside; otherwise
+    it restores only the context called ``name``.
+    """
+
+    __slots__ = ("_before", "_ctx", "_entered", "_name", "_var")
+
+    def __init__(self, var: contextvars.ContextVar[_Stack], name: str, ctx: Mapping[str, Any]):
+        self._var = var
+        self._name = name
+        self._ctx = ctx
+        self._before: _Stack = _EMPTY
+        self._entered: _Stack = _EMPTY
+
+    def __enter__(self) -> None:
+        ctx = self._ctx
+        if type(ctx) is not dict and not isinstance(ctx, Mapping):
+            raise TypeError(f"context must be a mapping, not {type(ctx).__name__}")
+        var = self._var
+        self._before = before = var.get()
+        self._entered = entered = _put(before, self._name, ctx)
+        var.set(entered)
+
+    def __exit__(self, *exc_info: object) -> None:
+        var = self._var
+        entries = var.get()
+        if entries is self._entered:  # nothing entered or left inside the block
+            var.set(self._before)
+            return
+        name = self._name
+        for entered, values in self._before:
+            if entered == name:
+                var.set(_put(entries, name, values))
+                return
+        var.set(tuple(entry for entry in entries if entry[0] != name))
 
 
 def _put(entries: _Stack, name: str, ctx: Mapping[str, Any]) -> _Stack:

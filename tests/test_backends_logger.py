@@ -20,8 +20,7 @@ import pytest
 from pythonjsonlogger.json import JsonFormatter
 
 from eventrouter import DeliveryError, RoutingBackend, build_event, encoding
-from eventrouter.backends import _linefile
-from eventrouter.backends import logger as logger_module
+from eventrouter.backends import _jsonlines, _linefile
 from eventrouter.backends.logger import EventJsonFormatter, LoggerBackend, event_formatter
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.typing import Event
@@ -40,7 +39,7 @@ from eventrouter.typing import Event
 def formatter_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every test runs with the standard library's formatter and with orjson's."""
     if request.param == "json":
-        monkeypatch.setattr(logger_module, "EventOrjsonFormatter", None)
+        monkeypatch.setattr(_jsonlines, "EventOrjsonFormatter", None)
     kind: str = request.param
     return kind
 
@@ -356,6 +355,71 @@ def test_lines_come_from_a_python_json_logger_formatter(formatter_kind: str) -> 
     assert expected in [cls.__name__ for cls in type(formatter).__mro__]
 
 
+def test_file_lines_go_through_the_formatters_json_default_hook(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = LoggerBackend(path=log_path)
+    monkeypatch.setattr(
+        backend._formatter, "json_default", lambda value: f"<{type(value).__name__}>"
+    )
+    backend.send(event(price=Decimal("1.50")))
+    backend.close()
+    [line] = lines(log_path)
+    assert line["data"] == {"price": "<Decimal>"}
+    assert line["timestamp"] == "<datetime>"
+
+
+def test_file_lines_are_made_by_the_formatters_serializer(
+    log_path: Path, formatter_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = LoggerBackend(path=log_path)
+    formatter = backend._formatter
+    if formatter_kind == "json":  # python-json-logger's JsonFormatter calls json_serializer
+        monkeypatch.setattr(formatter, "json_serializer", lambda data, **options: '{"by":"hook"}')
+    else:  # its OrjsonFormatter's serializer is jsonify_log_record
+        monkeypatch.setattr(formatter, "jsonify_log_record", lambda data: '{"by":"hook"}')
+    monkeypatch.setattr(formatter, "prefix", "")
+    backend.send(event())
+    backend.close()
+    assert lines(log_path) == [{"by": "hook"}]
+
+
+def test_file_lines_go_through_the_formatters_process_log_record(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = LoggerBackend(path=log_path)
+    monkeypatch.setattr(backend._formatter, "process_log_record", lambda data: {"id": data["id"]})
+    sent = event()
+    backend.send(sent)
+    backend.close()
+    assert lines(log_path) == [{"id": sent["id"]}]
+
+
+def test_two_logs_writing_the_same_and_different_timestamps_write_each_right(
+    tmp_path: Path,
+) -> None:
+    first, second = LoggerBackend(path=tmp_path / "a.log"), LoggerBackend(path=tmp_path / "b.log")
+    when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+    stamps = [
+        when,
+        when,
+        when.astimezone(dt.timezone(dt.timedelta(hours=2))),
+        when + dt.timedelta(microseconds=1),
+        dt.datetime(2024, 5, 1, 12, 0),  # naive: taken as UTC
+    ]
+    for stamp in stamps:
+        sent = {"id": "x", "timestamp": stamp, "data": {"at": stamp}}
+        first.send(sent)
+        second.send(sent)
+    first.close()
+    second.close()
+    expected = [encoding.dumps(stamp).strip('"') for stamp in stamps]
+    for name in ("a.log", "b.log"):
+        written = lines(tmp_path / name)
+        assert [line["timestamp"] for line in written] == expected
+        assert [line["data"]["at"] for line in written] == expected
+
+
 def test_file_and_logger_modes_write_the_same_line(
     log_path: Path, captured_logger: tuple[logging.Logger, io.StringIO]
 ) -> None:
@@ -476,9 +540,65 @@ def test_a_full_disk_keeps_lines_then_counts_what_close_could_not_write(
     stats = backend.stats()
     assert stats["written"] == 3
     assert stats["lost"] == 3
-    assert stats["write_errors"] >= 3
+    assert stats["write_errors"] >= 2
     assert "s3cr3t" not in caplog.text
     assert len([r for r in caplog.records if "could not write" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("flush_interval", [0, 1.0])
+def test_while_the_disk_is_full_sends_only_append_and_the_timer_and_flush_retry(
+    monkeypatch: pytest.MonkeyPatch, flush_interval: float
+) -> None:
+    monkeypatch.setattr(_linefile, "_RETRY_INTERVAL", 3600)  # no timer retry during the test
+    monkeypatch.setattr(_linefile, "_CHUNK", 1000)  # a write is due after a few lines
+    backend = LoggerBackend(path="/dev/full", flush_interval=flush_interval)
+    for n in range(2000):
+        backend.send(event(n=n))
+    stats = backend.stats()
+    assert stats["written"] == 2000  # accepted, waiting
+    assert stats["write_errors"] == 1  # the first write that was due; none since
+    backend.flush()
+    assert backend.stats()["write_errors"] == 2
+    file = backend._file
+    assert isinstance(file, _linefile.LineFile)
+    assert file.due() is not None  # the timer will try again
+    backend.close()
+    assert backend.stats()["lost"] == 2000
+
+
+def test_lines_kept_while_the_disk_was_full_reach_it_when_it_has_room_again(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file size limit (RLIMIT_FSIZE, EFBIG) stands in for a full disk, then is lifted."""
+    import resource
+    import signal
+
+    monkeypatch.setattr(_linefile, "_RETRY_INTERVAL", 0.01)
+    log_path.parent.mkdir(parents=True)
+    sent = [event(n=n) for n in range(30)]
+    pid = os.fork()
+    if pid == 0:  # the child: a limit of its own
+        code = 1
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (1000, hard))
+            backend = LoggerBackend(path=log_path, flush_interval=0)
+            for one in sent:
+                backend.send(one)
+            failed = backend.stats()["write_errors"]
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            file = backend._file
+            assert isinstance(file, _linefile.LineFile)
+            deadline = time.monotonic() + 60  # a generous bound, not a timing assertion
+            while time.monotonic() < deadline and file.due() is not None:  # the timer writes
+                time.sleep(0.01)
+            code = 0 if failed == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert [line["id"] for line in lines(log_path)] == [one["id"] for one in sent]
 
 
 def test_a_full_disk_with_too_much_waiting_refuses_lines_so_the_router_dead_letters_them(
@@ -534,6 +654,38 @@ def test_a_forked_child_writes_even_if_the_lock_was_held_and_leaves_the_parents_
     backend.send({"id": "parent-2"})
     backend.close()
     assert sorted(line["id"] for line in lines(log_path)) == ["child", "parent-1", "parent-2"]
+
+
+def _process_libraries() -> list[Any]:
+    import multiprocessing
+
+    found: list[Any] = [pytest.param(multiprocessing, id="multiprocessing")]
+    try:
+        import billiard
+    except ImportError:  # pragma: no cover - billiard comes with the celery extra
+        return found
+    return [*found, pytest.param(billiard, id="billiard")]
+
+
+@pytest.mark.parametrize("library", _process_libraries())
+def test_lines_accepted_in_a_library_child_that_returns_are_written_at_its_exit(
+    log_path: Path, library: Any
+) -> None:
+    """multiprocessing and billiard (Celery prefork) children end with os._exit."""
+    backend = LoggerBackend(path=log_path, flush_interval=3600)
+
+    def work(which: int) -> None:
+        for n in range(100):
+            backend.send({"id": f"child-{which}-{n}"})
+
+    for which in (1, 2):  # each child of the same parent
+        child = library.get_context("fork").Process(target=work, args=(which,))
+        child.start()
+        child.join()
+        assert child.exitcode == 0
+    expected = [f"child-{which}-{n}" for which in (1, 2) for n in range(100)]
+    assert [line["id"] for line in lines(log_path)] == expected
+    backend.close()
 
 
 # -- max_event_size, oversize and the event-tracking line format ----------------------------------

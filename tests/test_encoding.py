@@ -328,6 +328,32 @@ def test_the_orjson_path_writes_the_same_bytes_for_any_value(value: Any) -> None
     assert dumps_fast(value) == dumps(value)
 
 
+@pytest.mark.skipif(encoding.orjson is None, reason="orjson not in use")
+def test_the_orjson_path_re_encodes_only_lines_with_an_unlike_spelling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    redone: list[Any] = []
+    standard = encoding.dumps
+
+    def counting(value: Any, *, spaced: bool = False) -> str:
+        redone.append(value)
+        return standard(value, spaced=spaced)
+
+    monkeypatch.setattr(encoding, "dumps", counting)
+    # Near misses: "e-" after a letter, after a digit but followed by two characters (an id
+    # such as 1f3e-4abc), "0.0000" inside a number, two-digit exponents.
+    plain = {
+        "id": "0d1f3e-4abc-9e-5d",
+        "course": "course-v1:edX+Demo",
+        "data": {"x": 0.5, "v": 1.5e-10, "w": 12.00001, "big": 1e16, "note": "2e-3x"},
+    }
+    assert dumps_fast(plain) == standard(plain)
+    assert redone == []
+    for odd in ({"x": 1e-7}, [2.5e-9], {"x": 1e-5}, {"x": float("nan")}, {"x": None}):
+        assert dumps_fast(odd) == standard(odd)
+    assert len(redone) == 5
+
+
 @pytest.mark.slow
 @given(json_data)
 def test_spaced_output_is_what_json_dumps_writes_by_default(value: Any) -> None:

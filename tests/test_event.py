@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventrouter.event import build_event, copy_event
+from eventrouter.event import build_event, copy_event, new_event_id
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
 json_values = st.recursive(
@@ -163,6 +163,15 @@ def test_build_event_has_the_envelope_fields() -> None:
 
 def test_build_event_ids_are_unique() -> None:
     assert len({build_event("a")["id"] for _ in range(1000)}) == 1000
+
+
+def test_event_ids_are_version_4_uuids_in_their_canonical_spelling() -> None:
+    for _ in range(2000):  # every bit pattern of the version and variant bytes shows up
+        made = new_event_id()
+        parsed = uuid.UUID(made)
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert str(parsed) == made
 
 
 def test_build_event_treats_naive_timestamps_as_utc_and_converts_aware_ones() -> None:

@@ -57,6 +57,20 @@ def test_a_tuple_on_the_way_is_rebuilt() -> None:
     assert event["data"]["pair"] == ({"email": "[REDACTED]"}, "kept")
 
 
+def test_a_path_through_a_mapping_that_is_not_a_dict_is_redacted() -> None:
+    from collections import UserDict
+
+    event = ev(account=UserDict({"email": SECRET, "id": 1}))
+    Redact(["data.account.email"])(event)
+    assert dict(event["data"]["account"]) == {"email": "[REDACTED]", "id": 1}
+
+
+def test_a_path_through_a_scalar_or_none_is_not_in_the_event() -> None:
+    event = ev(account=None, user="ada")
+    Redact(["data.account.email", "data.user.name"])(event)
+    assert event["data"] == {"account": None, "user": "ada"}
+
+
 def test_the_replacement_is_configurable() -> None:
     assert Redact(["context.ip"], replacement=None)(ev())["context"]["ip"] is None
 

@@ -318,6 +318,32 @@ def test_leaving_a_block_keeps_contexts_entered_under_other_names_inside_it(
     assert tracker.resolve_context() == {"user_id": 7}
 
 
+def test_leaving_a_block_whose_name_was_entered_again_inside_removes_that_name(
+    tracker: Tracker,
+) -> None:
+    with tracker.context("request", {"user_id": 1}):
+        tracker.enter_context("course", {"course": "cs50"})
+        tracker.enter_context("request", {"user_id": 2})
+    assert tracker.resolve_context() == {"course": "cs50"}
+
+
+def test_leaving_a_nested_block_restores_the_outer_value_in_its_place(tracker: Tracker) -> None:
+    tracker.enter_context("request", {"user_id": 1, "path": "/a"})
+    tracker.enter_context("course", {"user_id": 99})
+    with tracker.context("request", {"user_id": 2, "path": "/b"}):
+        tracker.enter_context("site", {"site": "lms"})
+    assert tracker.resolve_context() == {"user_id": 99, "path": "/a", "site": "lms"}
+
+
+def test_a_context_block_of_something_that_is_not_a_mapping_raises_at_once(
+    tracker: Tracker,
+) -> None:
+    block = tracker.context("request", [1, 2])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="context must be a mapping, not list"):
+        block.__enter__()
+    assert tracker.resolve_context() == {}
+
+
 def test_a_context_entered_in_place_stays_private_to_its_thread(tracker: Tracker) -> None:
     tracker.enter_context("request", {"user_id": 1})
     seen: list[dict[str, Any]] = []

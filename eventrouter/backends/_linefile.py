@@ -10,7 +10,10 @@ decided on the file's position, which the writer knows without asking the file s
 
 The file is opened with ``O_APPEND``: each ``os.write`` holds whole lines, so processes
 sharing a file never interleave inside a line. Forked children keep the file, get a fresh
-lock, and leave the lines their parent had not written yet to the parent.
+lock, and leave the lines their parent had not written yet to the parent. A child started by
+``multiprocessing`` or ``billiard`` (Celery's prefork pool) ends with ``os._exit``, which
+skips interpreter exit: its waiting lines are written by a finalizer of that library, which
+runs when the child's target returns.
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ import contextlib
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from eventrouter import _fork
 from eventrouter.errors import DeliveryError
@@ -36,10 +43,21 @@ _CHUNK = 64 * 1024
 """Write to the OS as soon as this many bytes are waiting."""
 _MAX_PENDING = 16 * 1024 * 1024
 """While the file cannot be written, keep at most this much; then refuse new lines."""
+_RETRY_INTERVAL = 1.0
+"""While the file cannot be written, how often (seconds) the timer tries again."""
+_PROCESS_LIBRARIES = ("multiprocessing.util", "billiard.util")
+"""The libraries whose child processes end with ``os._exit`` after running their finalizers."""
+_FINAL_PRIORITY = -100
+"""The finalizers' exit priority: after the library's own (0 and up) and the app's usual ones."""
 
 
 class LineFile:
     """An append-only file of lines, written in batches, rotated at a size.
+
+    While the file cannot be written (a full disk), accepted lines wait in one growing
+    buffer and new lines are only appended to it: the write is retried by the timer every
+    :data:`_RETRY_INTERVAL` seconds and by :meth:`flush` and :meth:`close`, not by every
+    :meth:`write`; past 16 MiB waiting, new lines are refused.
 
     Args:
         path: the file (its folder must exist).
@@ -77,11 +95,10 @@ class LineFile:
         self._fd = -1
         self._identity: tuple[int, int] | None = None
         self._position = 0
-        self._pending: list[bytes] = []
-        self._pending_size = 0
-        self._pending_lines = 0
+        self._pending = bytearray()  # the accepted lines not yet in the OS, newlines included
         self._waiting_since = 0.0  # monotonic time the oldest waiting line was accepted
         self._failing = False
+        self._failed_at = 0.0  # monotonic time of the last failed write
         self._room = 0
         _fork.register(self)
         if flush_interval > 0:
@@ -93,15 +110,14 @@ class LineFile:
         """Accept one line (without its newline); see :meth:`write`."""
         data = (line + "\n").encode("utf-8")
         with self._lock:
-            size = self._pending_size + len(data)
-            if size >= self._room:  # a write to the OS, a rotation or an open is due
+            pending = self._pending
+            first = not pending
+            if len(pending) + len(data) >= self._room:  # a write, a rotation or an open is due
                 self._accept([data])
                 return
-            self._pending.append(data)
-            self._pending_size = size
-            self._pending_lines += 1
+            pending += data
             self.lines += 1
-        if size == len(data):  # the first line waiting
+        if first:
             self._waiting_since = time.monotonic()
             _timer.ensure_running()
 
@@ -117,28 +133,29 @@ class LineFile:
             self._accept(data)
 
     def _accept(self, data: list[bytes]) -> None:
-        size = sum(map(len, data))
-        if self._pending_size + size > _MAX_PENDING and not self._write_pending():
+        pending = self._pending
+        if len(pending) + sum(map(len, data)) > _MAX_PENDING and (
+            self._failing or not self._write_pending()
+        ):
             raise DeliveryError(
                 f"JSON log backend: {str(self.path)!r} cannot be written and "
-                f"{self._pending_size} bytes are waiting; free the disk or fix the file"
+                f"{len(pending)} bytes are waiting; free the disk or fix the file"
             )
         if self._fd < 0:
             self._open()
-        first = not self._pending
+        first = not pending
         for chunk in data:
             if (
                 self.max_bytes
-                and self._position + self._pending_size + len(chunk) > self.max_bytes
-                and self._position + self._pending_size > 0
+                and self._position + len(pending) + len(chunk) > self.max_bytes
+                and self._position + len(pending) > 0
+                and not self._failing
                 and self._write_pending()
             ):
                 self._rotate()
-            self._pending.append(chunk)
-            self._pending_size += len(chunk)
-            self._pending_lines += 1
+            pending += chunk
         self.lines += len(data)
-        if self.flush_interval <= 0 or self._pending_size >= _CHUNK:
+        if not self._failing and (self.flush_interval <= 0 or len(pending) >= _CHUNK):
             self._write_pending()
         elif first:
             self._waiting_since = time.monotonic()
@@ -147,7 +164,7 @@ class LineFile:
 
     def _update_room(self) -> None:
         """How many bytes may wait before a line needs more than an append."""
-        if self._fd < 0 or self.flush_interval <= 0:
+        if self._fd < 0 or self.flush_interval <= 0 or self._failing:
             self._room = 0
         elif self.max_bytes:
             self._room = min(_CHUNK, _MAX_PENDING, max(self.max_bytes - self._position, 0))
@@ -167,13 +184,14 @@ class LineFile:
         with self._lock:
             written = self._write_pending()
             if not written:
-                self.lost += self._pending_lines
+                lost = self._pending.count(b"\n")  # a line partly written counts as lost
+                self.lost += lost
                 log.warning(
                     "JSON log backend: %d lines could not be written to %r and are lost",
-                    self._pending_lines,
+                    lost,
                     str(self.path),
                 )
-                self._drop_pending()
+                self._pending = bytearray()
             self._close_fd()
             return written
 
@@ -200,44 +218,50 @@ class LineFile:
             os.close(fd)
 
     def due(self) -> float | None:
-        """When the waiting lines must reach the OS (monotonic), ``None`` if none wait."""
-        return self._waiting_since + self.flush_interval if self._pending else None
-
-    def _drop_pending(self) -> None:
-        self._pending = []
-        self._pending_size = 0
-        self._pending_lines = 0
+        """When the waiting lines must reach the OS (monotonic), ``None`` if none wait; while
+        writes fail, when the next attempt is due."""
+        if not self._pending:
+            return None
+        if self._failing:
+            return self._failed_at + _RETRY_INTERVAL
+        return self._waiting_since + self.flush_interval
 
     def _write_pending(self) -> bool:
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             return True
-        data = b"".join(self._pending)
         try:
             if self._fd < 0 or (self.watch and self._moved()):
                 self._close_fd()
                 self._open()
-            while data:
-                written = os.write(self._fd, data)
-                data = data[written:]
+            while pending:
+                written = os.write(self._fd, pending)
+                del pending[:written]  # cheap: a bytearray drops its start in place
             self._position = os.lseek(self._fd, 0, os.SEEK_CUR)
-            self._update_room()
         except (OSError, DeliveryError) as exc:
-            self.write_errors += 1
-            self._room = 0  # every line takes the checked path until a write succeeds
-            self._pending = [data]  # what the OS did not take, kept for the next try
-            self._pending_size = len(data)
-            if not self._failing:
-                self._failing = True
-                log.warning(
-                    "JSON log backend: could not write to %r (%s); the lines are kept and "
-                    "retried (logged once until a write succeeds)",
-                    str(self.path),
-                    type(exc).__name__,
-                )
+            self._failed(exc)  # what the OS did not take stays in `pending`, for the next try
             return False
-        self._drop_pending()
-        self._failing = False
+        if self._failing:
+            self._failing = False
+            log.info("JSON log backend: %r can be written again", str(self.path))
+        self._update_room()
         return True
+
+    def _failed(self, exc: Exception) -> None:
+        self.write_errors += 1
+        self._failed_at = time.monotonic()
+        if not self._failing:
+            self._failing = True
+            self._room = 0  # every line takes the checked path until a write succeeds
+            log.warning(
+                "JSON log backend: could not write to %r (%s); the lines are kept and "
+                "retried every %s s and at flush (logged once until a write succeeds)",
+                str(self.path),
+                type(exc).__name__,
+                _RETRY_INTERVAL,
+            )
+            _timer.add(self)  # retried by the timer, even with a flush_interval of 0
+            _timer.ensure_running()
 
     def _moved(self) -> bool:
         try:
@@ -263,7 +287,7 @@ class LineFile:
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
-        self._drop_pending()  # the parent writes what it had accepted
+        self._pending = bytearray()  # the parent writes what it had accepted
         self._update_room()
 
 
@@ -330,6 +354,32 @@ class _Timer:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._pid = 0
+        _write_at_child_exit(self)
+
+
+_finalized: set[str] = set()
+"""The process libraries whose children already write waiting lines at exit (inherited by
+grandchildren along with the libraries' registries)."""
+
+
+def _write_at_child_exit(timer: _Timer) -> None:
+    """Make the children of ``multiprocessing`` and ``billiard`` write waiting lines at exit.
+
+    Called in every forked child. The library clears its finalizers when its child starts,
+    so the finalizer is registered from the library's own after-fork hook, which runs next.
+    """
+    for name in _PROCESS_LIBRARIES:
+        util = sys.modules.get(name)
+        if util is not None and name not in _finalized:
+            _finalized.add(name)
+            util.register_after_fork(timer, _finalizer(util))
+
+
+def _finalizer(util: ModuleType) -> Callable[[Any], None]:
+    def register(timer: _Timer) -> None:
+        util.Finalize(None, timer.flush_all, exitpriority=_FINAL_PRIORITY)
+
+    return register
 
 
 _timer = _Timer()

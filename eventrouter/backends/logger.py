@@ -3,8 +3,10 @@
 Every line is produced by a python-json-logger formatter: :class:`EventOrjsonFormatter`
 (its ``OrjsonFormatter``) when ``orjson`` is installed, else :class:`EventJsonFormatter`
 (its ``JsonFormatter``), both serializing with the rules of :mod:`eventrouter.encoding`, so
-the two write the same bytes. Lines go to a file of the backend's own (written in batches by
-:class:`~eventrouter.backends._linefile.LineFile`) or, as log records, to a named logger.
+the two write the same bytes (the formatters live in
+:mod:`eventrouter.backends._jsonlines`). Lines go to a file of the backend's own (written in
+batches by :class:`~eventrouter.backends._linefile.LineFile`) or, as log records, to a named
+logger.
 """
 
 from __future__ import annotations
@@ -13,23 +15,27 @@ import json
 import logging
 import logging.handlers
 import os
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pythonjsonlogger.json import JsonFormatter
-
-from eventrouter import _fork, encoding
+from eventrouter.backends._jsonlines import (
+    EventJsonFormatter,
+    EventOrjsonFormatter,
+    LineFormat,
+    _Counter,
+    event_formatter,
+    truncate_event,
+)
 from eventrouter.backends._linefile import LineFile
 from eventrouter.deadletter import DeadLetterFile
-from eventrouter.encoding import dumps, json_default
 from eventrouter.errors import DeliveryError, OptionError, OptionTypeError
 from eventrouter.typing import Event
 
 __all__ = [
     "EventJsonFormatter",
     "EventOrjsonFormatter",
+    "LineFormat",
     "LoggerBackend",
     "event_formatter",
     "truncate_event",
@@ -37,223 +43,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LineFormat = Literal["eventrouter", "event-tracking"]
 Oversize = Literal["truncate", "drop"]
 
 _RECORD_NAME = "eventrouter.events"
-_TRUNCATED_KEY = "truncated"
-_LINE_ATTRIBUTE = "_eventrouter_line"
-"""The record attribute holding ``(formatter, line)`` once an event formatter formatted it.
-python-json-logger leaves attributes starting with ``_`` out of its output."""
 _LINE_FORMATS = ("eventrouter", "event-tracking")
 _OVERSIZE = ("truncate", "drop")
-
-
-def _escaped_length(text: str) -> int:
-    # ``text`` is ASCII JSON: only quotes and backslashes grow when embedded in a string.
-    return len(text) + text.count('"') + text.count("\\")
-
-
-def truncate_event(
-    event: Mapping[str, Any],
-    size: int,
-    limit: int,
-    encode: Callable[[Any], str] = dumps,
-) -> dict[str, Any]:
-    """Return a copy of ``event`` whose line is as long as fits ``limit``, ``data`` truncated.
-
-    ``data`` becomes a string: the start of its JSON encoding, as much as fits. The key
-    ``truncated`` is added: ``{"original_size": size, "max_event_size": limit}``. If the rest
-    of the envelope alone is over the limit, ``data`` is ``""`` and the line is still longer
-    than ``limit`` (:class:`LoggerBackend` then drops the event).
-
-    Args:
-        event: the event envelope (not modified).
-        size: the length of the event's full JSON line.
-        limit: the maximum line length.
-        encode: how a line is made from an event (default: :func:`~eventrouter.encoding.dumps`).
-    """
-    out = dict(event)
-    out["data"] = ""
-    out[_TRUNCATED_KEY] = {"original_size": size, "max_event_size": limit}
-    budget = limit - len(encode(out))
-    if budget > 0:
-        text = dumps(event.get("data"))
-        low, high = 0, min(budget, len(text))  # the longest prefix whose escape fits
-        while low < high:
-            middle = (low + high + 1) // 2
-            if _escaped_length(text[:middle]) <= budget:
-                low = middle
-            else:
-                high = middle - 1
-        out["data"] = text[:low]
-    return out
-
-
-class _Counter:
-    """A thread-safe counter for the rare paths (oversize or suppressed events)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.value = 0
-        _fork.register(self)
-
-    def increment(self) -> int:
-        """Add one; return the new value."""
-        with self._lock:
-            self.value += 1
-            return self.value
-
-
-class _EventLines:
-    """What both event formatters add to python-json-logger's: event lines and their limit."""
-
-    prefix: str
-    max_event_size: int | None
-    line_format: LineFormat
-    _truncated: _Counter
-    jsonify_log_record: Callable[[dict[str, Any]], str]
-
-    def _setup(self, max_event_size: int | None, line_format: LineFormat) -> None:
-        if line_format not in _LINE_FORMATS:
-            raise ValueError(f"line_format must be one of {_LINE_FORMATS}, not {line_format!r}")
-        self.max_event_size = max_event_size
-        self.line_format = line_format
-        self._truncated = _Counter()
-
-    @property
-    def truncated(self) -> int:
-        """How many lines this formatter truncated (when it has a ``max_event_size``)."""
-        return self._truncated.value
-
-    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        """In the ``event-tracking`` line format, move ``id`` after the other keys."""
-        if self.line_format == "event-tracking" and "id" in log_data:
-            moved = {key: value for key, value in log_data.items() if key != "id"}
-            moved["id"] = log_data["id"]
-            return moved
-        return log_data
-
-    def event_line(self, event: Mapping[str, Any]) -> str:
-        """The event's JSON line (no newline), not limited in size."""
-        return self.prefix + self.jsonify_log_record(self.process_log_record(event))  # type: ignore[arg-type]
-
-    def serialize_log_record(self, log_data: dict[str, Any]) -> str:
-        """Encode a record's data; over ``max_event_size``, with ``data`` truncated."""
-        line = self.prefix + self.jsonify_log_record(log_data)
-        limit = self.max_event_size
-        if limit is not None and len(line) > limit:
-            self._truncated.increment()
-            line = self.event_line(truncate_event(log_data, len(line), limit, self.event_line))
-        return line
-
-    def _format_once(self, record: logging.LogRecord, format: Callable[[], str]) -> str:
-        memo = record.__dict__.get(_LINE_ATTRIBUTE)
-        if memo is not None and memo[0] is self:
-            line: str = memo[1]
-            return line
-        line = format()
-        record.__dict__[_LINE_ATTRIBUTE] = (self, line)
-        return line
-
-
-def _stdlib_serializer(spaced: bool) -> Callable[..., str]:
-    def serialize(log_data: Any, **_options: Any) -> str:
-        return dumps(log_data, spaced=spaced)
-
-    return serialize
-
-
-class EventJsonFormatter(_EventLines, JsonFormatter):
-    """python-json-logger's ``JsonFormatter`` writing events by eventrouter's encoding.
-
-    The line's top-level keys are the envelope's (``id``, ``name``, ``timestamp``, ``data``,
-    ``context``). Apps that log events to their own handlers (``logger_name``) can use it
-    in their logging configuration too; records are formatted once each, even by handlers
-    that format twice (size rotation).
-
-    Args:
-        max_event_size: lines longer than this many characters (the line is ASCII, so
-            also bytes), not counting the newline, have their ``data`` truncated (see
-            :func:`truncate_event`); ``None`` for no limit.
-        line_format: ``"eventrouter"`` (compact separators, the envelope's key order) or
-            ``"event-tracking"`` (``", "`` and ``": "`` separators and ``id`` last, as
-            event-tracking's ``LoggerBackend`` wrote lines).
-        kwargs: passed on to ``JsonFormatter``.
-    """
-
-    def __init__(
-        self,
-        max_event_size: int | None = None,
-        line_format: LineFormat = "eventrouter",
-        **kwargs: Any,
-    ) -> None:
-        kwargs.setdefault("fmt", [])
-        super().__init__(
-            json_serializer=_stdlib_serializer(line_format == "event-tracking"),
-            json_default=json_default,
-            **kwargs,
-        )
-        self._setup(max_event_size, line_format)
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Return the record's JSON line, formatting each record once."""
-        return self._format_once(record, lambda: JsonFormatter.format(self, record))
-
-
-if encoding.orjson is not None:
-    from pythonjsonlogger.orjson import OrjsonFormatter
-
-    class EventOrjsonFormatter(_EventLines, OrjsonFormatter):
-        """python-json-logger's ``OrjsonFormatter`` writing events by eventrouter's encoding.
-
-        The fast path, used when ``orjson`` is installed: the same lines, byte for byte, as
-        :class:`EventJsonFormatter` (see :func:`eventrouter.encoding.finish_orjson`), with
-        the same arguments, except that it writes only the ``"eventrouter"`` line format.
-        """
-
-        def __init__(
-            self,
-            max_event_size: int | None = None,
-            line_format: LineFormat = "eventrouter",
-            **kwargs: Any,
-        ) -> None:
-            if line_format != "eventrouter":
-                raise ValueError("EventOrjsonFormatter writes only the 'eventrouter' format")
-            kwargs.setdefault("fmt", [])
-            super().__init__(json_default=json_default, **kwargs)
-            self._setup(max_event_size, line_format)
-
-        def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
-            """Encode with orjson, our rules as its default hook; never raises."""
-            try:
-                raw = encoding.orjson.dumps(
-                    log_data, default=self.json_default, option=encoding.ORJSON_OPTIONS
-                )
-            except TypeError:  # orjson.JSONEncodeError: cycles, odd keys, big integers
-                return dumps(log_data)
-            return encoding.finish_orjson(raw, log_data)
-
-        def format(self, record: logging.LogRecord) -> str:
-            """Return the record's JSON line, formatting each record once."""
-            return self._format_once(record, lambda: OrjsonFormatter.format(self, record))
-
-else:
-    EventOrjsonFormatter = None  # type: ignore[assignment,misc]
-
-
-def event_formatter(
-    max_event_size: int | None = None, line_format: LineFormat = "eventrouter"
-) -> _EventLines:
-    """The fastest event formatter for ``line_format``: orjson's when it is installed.
-
-    Args:
-        max_event_size: see :class:`EventJsonFormatter`.
-        line_format: see :class:`EventJsonFormatter`.
-    """
-    if EventOrjsonFormatter is not None and line_format == "eventrouter":
-        return EventOrjsonFormatter(max_event_size, line_format)
-    return EventJsonFormatter(max_event_size, line_format)
 
 
 class _EventMessage(dict[str, Any]):

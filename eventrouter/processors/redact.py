@@ -8,6 +8,7 @@ from typing import Any
 
 from eventrouter._options import each_item, refuse_bare_string
 from eventrouter.errors import EventEmissionExit, OptionError
+from eventrouter.event import IMMUTABLE_TYPES
 from eventrouter.paths import ParsedPath, format_path, parse_path
 from eventrouter.patterns import PatternSet
 from eventrouter.typing import Event
@@ -16,8 +17,10 @@ __all__ = ["Redact"]
 
 logger = logging.getLogger(__name__)
 
-_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+_LEAVES = IMMUTABLE_TYPES
+"""Exact types that hold no keys (strings, numbers, datetimes...): never walked into."""
 _CONTAINERS: frozenset[type] = frozenset({dict, list})
+_ABSENT: Any = object()
 _MAX_DECISIONS = 4096
 """How many distinct keys' decisions a Redact remembers before starting afresh."""
 
@@ -53,7 +56,7 @@ class Redact:
             given.
     """
 
-    __slots__ = ("_decisions", "_keys", "_paths", "replacement")
+    __slots__ = ("_decisions", "_fields", "_keys", "_paths", "replacement")
 
     def __init__(
         self,
@@ -64,6 +67,12 @@ class Redact:
         for option, value in (("fields", fields), ("patterns", patterns)):
             refuse_bare_string(option, value)
         self._paths: tuple[ParsedPath, ...] = tuple(each_item("fields", fields or (), parse_path))
+        # Each path as (the keys leading to its last key, its last key, the parsed path): the
+        # walk through plain dicts needs nothing else.
+        self._fields = tuple(
+            (tuple(segment.key for segment in path[:-1]), path[-1].key, path)
+            for path in self._paths
+        )
         self._keys = (
             PatternSet(patterns, ignore_case=True, dotted=False, cache_size=0) if patterns else None
         )
@@ -81,8 +90,21 @@ class Redact:
             EventEmissionExit: redaction could not complete (the event is not passed on).
         """
         try:
-            for path in self._paths:
-                self._redact_path(event, path, 0)
+            replacement = self.replacement
+            for leading, last, path in self._fields:
+                node: Any = event
+                for key in leading:  # the common case: dicts all the way
+                    if type(node) is not dict:
+                        break
+                    node = node.get(key, _ABSENT)
+                else:
+                    if type(node) is dict:
+                        if last in node:
+                            node[last] = replacement
+                        continue
+                if node is _ABSENT or type(node) in _LEAVES:
+                    continue  # the path is not in this event
+                self._redact_path(event, path, 0)  # lists, tuples or other mappings on the way
             if self._keys is not None:
                 self._redact_keys(event, set())
         except Exception as exc:
@@ -134,7 +156,7 @@ class Redact:
                 if hit:
                     new = self.replacement
                 elif type(value) in _CONTAINERS or (
-                    type(value) not in _SCALARS and isinstance(value, (Mapping, list, tuple))
+                    type(value) not in _LEAVES and isinstance(value, (Mapping, list, tuple))
                 ):
                     new = self._redact_keys(value, seen)
                 else:
@@ -149,7 +171,7 @@ class Redact:
             seen.add(id(node))
             for item_index, child in enumerate(node):
                 if type(child) in _CONTAINERS or (
-                    type(child) not in _SCALARS and isinstance(child, (Mapping, list, tuple))
+                    type(child) not in _LEAVES and isinstance(child, (Mapping, list, tuple))
                 ):
                     node = _replace_item(node, item_index, child, self._redact_keys(child, seen))
         return node
