@@ -23,6 +23,7 @@ from eventrouter import DeliveryError, RoutingBackend, build_event, encoding
 from eventrouter.backends import _jsonlines, _linefile
 from eventrouter.backends.logger import EventJsonFormatter, LoggerBackend, event_formatter
 from eventrouter.deadletter import DeadLetterFile
+from eventrouter.errors import OptionError
 from eventrouter.typing import Event
 
 
@@ -846,3 +847,10 @@ def test_a_backend_dropped_without_close_still_writes_what_it_accepted(log_path:
     while time.monotonic() < deadline and not (log_path.exists() and log_path.stat().st_size):
         time.sleep(0.01)
     assert [line["id"] for line in lines(log_path)] == [sent["id"]]
+
+
+@pytest.mark.parametrize("path", ["", "  "])
+def test_an_empty_path_is_refused(path: str) -> None:
+    with pytest.raises(OptionError) as caught:
+        LoggerBackend(path=path)
+    assert caught.value.option == "path"

@@ -782,6 +782,84 @@ def test_environment_value_is_converted_to_the_annotated_type() -> None:
     assert tracker.get_backend("m").max_events == 5
 
 
+@pytest.mark.parametrize("env", [{}, {"MAX": "100"}], ids=["default", "set"])
+def test_an_interpolated_value_is_converted_whether_set_or_defaulted(env: dict[str, str]) -> None:
+    tracker = load(
+        {"backends": {"m": {"class": "memory", "options": {"max_events": "${MAX:-100}"}}}},
+        env=env,
+    )
+    assert tracker.get_backend("m").max_events == 100
+
+
+@pytest.mark.parametrize("env", [{}, {"DBG": "false"}], ids=["default", "set"])
+def test_an_interpolated_boolean_is_converted_whether_set_or_defaulted(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    path = write(
+        tmp_path,
+        """
+        backends:
+          j:
+            class: jsonlog
+            options: {path: out.jsonl, utc: "${DBG:-false}", flush_interval: "${FI:-0.5}"}
+        """,
+    )
+    node = read_config(path, env=env).backends["j"]
+    assert node.options["utc"] is False
+    assert node.options["flush_interval"] == 0.5
+
+
+def test_a_literal_quoted_number_is_still_not_converted(tmp_path: Path) -> None:
+    issues = issues_of(tmp_path, 'backends: {m: {class: memory, options: {max_events: "100"}}}\n')
+    assert "expected an integer" in issues[0].message
+
+
+def test_an_unset_variable_is_reported_once(tmp_path: Path) -> None:
+    issues = issues_of(
+        tmp_path,
+        """
+        backends:
+          s: {class: segment, options: {write_key: "${KEY}", debug: "${DBG}"}}
+        """,
+    )
+    assert [i.path for i in issues] == ["backends.s.options.write_key", "backends.s.options.debug"]
+    assert all("is not set" in i.message for i in issues)
+
+
+def test_an_unset_variable_with_an_empty_default_is_not_called_set(tmp_path: Path) -> None:
+    text = 'backends: {s: {class: segment, options: {write_key: "${KEY:-}"}}}\n'
+    [issue] = issues_of(tmp_path, text)
+    assert "KEY is not set and the default is empty" in issue.message
+    [issue] = issues_of(tmp_path, text, env={"KEY": ""})
+    assert "KEY is set but empty" in issue.message
+
+
+@pytest.mark.parametrize("value", ['""', '"${LOGP}"'])
+def test_an_empty_jsonlog_path_is_reported_at_the_option(tmp_path: Path, value: str) -> None:
+    [issue] = issues_of(
+        tmp_path, f"backends:\n  c: {{class: jsonlog, options: {{path: {value}}}}}\n", {"LOGP": ""}
+    )
+    assert issue.path == "backends.c.options.path"
+    assert "'path' is empty" in issue.message
+
+
+@pytest.mark.parametrize(
+    "options", ["{}", "{allow: null, block: []}", "{block: []}"], ids=["none", "null", "empty"]
+)
+def test_a_name_filter_with_nothing_to_filter_is_reported(tmp_path: Path, options: str) -> None:
+    text = f"processors:\n  - {{class: name_filter, options: {options}}}\nbackends: {{m: memory}}\n"
+    [issue] = issues_of(tmp_path, text)
+    assert "filters nothing" in issue.message
+
+
+def test_a_name_filter_allowing_no_name_is_not_said_to_filter_nothing(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "processors:\n  - {class: name_filter, options: {allow: []}}\nbackends: {m: memory}\n",
+    )
+    read_config(path, env={})
+
+
 # -- secrets ------------------------------------------------------------------------------
 
 

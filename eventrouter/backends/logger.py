@@ -230,6 +230,8 @@ class LoggerBackend:
                 "give path (the file to write) or logger_name (a logger your logging "
                 "configuration sends somewhere)"
             )
+        if path is not None and not os.fspath(path).strip():
+            raise OptionError("path", "path is empty: give the file to write")
         if max_event_size is not None and max_event_size < 1:
             raise OptionError(
                 "max_event_size", "max_event_size must be a positive number of characters or None"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from eventrouter.config.model import ConfigNode
@@ -20,6 +20,7 @@ __all__ = [
     "empty_value",
     "from_where",
     "not_a_boolean",
+    "not_empty",
     "runtime_problems",
     "variables",
 ]
@@ -47,10 +48,18 @@ Backends are not constructed while validating (they open files and connections),
 constructor's own :class:`~eventrouter.errors.MissingExtraError` would come only at ``route``.
 """
 
-_FILTERS_NEEDING_ONE_OF: dict[str, tuple[str, ...]] = {
-    "eventrouter.processors.filters.NameFilter": ("allow", "block"),
+_FILTERS_NEEDING_ONE_OF: dict[str, dict[str, bool]] = {
+    "eventrouter.processors.filters.NameFilter": {"allow": False, "block": True},
 }
-"""Filters that let every event through unless one of these options is given."""
+"""Filters that let every event through unless one of these options is given: for each
+option, whether an empty list also gives nothing (``block: []`` blocks nothing, while
+``allow: []`` allows no name)."""
+
+_NOT_EMPTY: dict[str, tuple[str, ...]] = {
+    "eventrouter.backends.logger.LoggerBackend": ("path",),
+}
+"""Optional options that, when given, must not be empty text (an empty ``path`` is no file:
+the constructor refuses it, at ``route``, as backends are not built while validating)."""
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -76,6 +85,15 @@ def _missing_module(modules: tuple[str, ...]) -> str | None:
     return None
 
 
+def not_empty(target: Any) -> tuple[str, ...]:
+    """The options of ``target`` (a class) that must not be empty text when given."""
+    for name in _classes(target):
+        options = _NOT_EMPTY.get(name)
+        if options is not None:
+            return options
+    return ()
+
+
 def runtime_problems(node: ConfigNode) -> Iterator[str]:
     """The problems ``route`` would meet with this enabled node, as messages."""
     for name in _classes(node.target):
@@ -92,13 +110,19 @@ def runtime_problems(node: ConfigNode) -> Iterator[str]:
     for name in _classes(node.target):
         wanted = _FILTERS_NEEDING_ONE_OF.get(name)
         if wanted is not None:
-            if all(node.options.get(option) is None for option in wanted):
+            if all(_gives_nothing(node.options.get(o), empty) for o, empty in wanted.items()):
                 given = " or ".join(f"`{option}`" for option in wanted)
                 yield (
                     f"{node.class_name!r} without {given} filters nothing: every event "
                     f"passes; give {given} (a list of name patterns), or remove it"
                 )
             break
+
+
+def _gives_nothing(value: Any, empty_list_is_nothing: bool) -> bool:
+    if value is None:
+        return True
+    return empty_list_is_nothing and isinstance(value, list | tuple) and not value
 
 
 def variables(raw: Any) -> list[str]:
@@ -118,14 +142,25 @@ def from_where(raw: Any) -> str:
     return f"the environment variable{'s' if len(names) > 1 else ''} {listed}"
 
 
-def empty_value(option: str, raw: Any) -> str:
-    """The message for a required or secret option that came out empty from ``raw``."""
-    if variables(raw):
-        return (
-            f"{option!r} is empty: {from_where(raw)} is set but empty; set it to the value, or "
-            f"disable the node (`enabled: false`)"
-        )
-    return f"{option!r} is empty: give it a value, or disable the node (`enabled: false`)"
+def empty_value(option: str, raw: Any, env: Mapping[str, str] | None = None) -> str:
+    """The message for a required or secret option that came out empty from ``raw``.
+
+    With ``env``, a variable that is not set but has an empty default (``${KEY:-}``) is
+    worded as such; the others are set but empty.
+    """
+    names = variables(raw)
+    if not names:
+        return f"{option!r} is empty: give it a value, or disable the node (`enabled: false`)"
+    unset = [name for name in names if env is not None and name not in env]
+    if unset:
+        listed = ", ".join(unset)
+        what = f"the environment variable{'s' if len(unset) > 1 else ''} {listed}"
+        reason = f"{what} {'are' if len(unset) > 1 else 'is'} not set and the default is empty"
+    else:
+        reason = f"{from_where(raw)} {'are' if len(names) > 1 else 'is'} set but empty"
+    return f"{option!r} is empty: {reason}; set it to the value, or disable the node " + (
+        "(`enabled: false`)"
+    )
 
 
 def not_a_boolean(

@@ -12,7 +12,7 @@ from typing import Any
 
 from eventrouter.config.read import UnsafeTag, value_line
 
-__all__ = ["MAX_OPTION_VALUES", "Expander", "Report", "TooLargeError"]
+__all__ = ["MAX_OPTION_VALUES", "Expander", "Report", "TooLargeError", "interpolated"]
 
 MAX_OPTION_VALUES = 100_000
 """The most values one option may hold (each occurrence of a YAML alias counts)."""
@@ -22,6 +22,13 @@ _VARIABLE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
 
 Report = Callable[[str, str, int | None], None]
 """Takes an issue: the message, the dotted path and the line."""
+
+
+def interpolated(raw: object) -> bool:
+    """Whether ``raw`` (a value as written) is a string holding a ``${...}``: its expansion
+    is text whatever the variable or default held, so it is converted to the option's type
+    (``"${MAX_EVENTS:-100}"`` gives ``100`` for an integer option, set or defaulted)."""
+    return isinstance(raw, str) and "${" in raw
 
 
 class TooLargeError(Exception):
@@ -44,13 +51,25 @@ class Expander:
         refuse: Callable[[UnsafeTag, str], None],
     ) -> None:
         self.env = env
-        self.report = report
+        self._report = report
         self.refuse = refuse
+        self.problems = 0
+        """How many problems it has reported: a caller compares it before and after a call
+        to skip further checks of a value already reported (one message per problem)."""
+
+    def report(self, message: str, path: str, line: int | None) -> None:
+        """Report a problem (message, dotted path, line) and count it."""
+        self.problems += 1
+        self._report(message, path, line)
 
     def interpolate(
         self, text: str, path: str, line: int | None, *, enabled: bool = True
     ) -> tuple[str, bool]:
         """``text`` expanded, and whether any value came from the environment.
+
+        A default written in the file (``${NAME:-100}``) is not from the environment, but
+        the text is still interpolated: see :func:`interpolated` for the conversions both
+        kinds of values get.
 
         A missing variable without a default is reported only when ``enabled`` (a disabled
         node needs none of its variables).

@@ -15,8 +15,14 @@ from typing import Any
 
 from eventrouter import registry
 from eventrouter._typecheck import Parameters, coerce_text, kind_of, mismatch, wants_callable
-from eventrouter.config.checks import ACCEPTED_BOOLEANS, empty_value, from_where
-from eventrouter.config.expand import MAX_OPTION_VALUES, Expander, Report, TooLargeError
+from eventrouter.config.checks import ACCEPTED_BOOLEANS, empty_value, from_where, not_empty
+from eventrouter.config.expand import (
+    MAX_OPTION_VALUES,
+    Expander,
+    Report,
+    TooLargeError,
+    interpolated,
+)
 from eventrouter.config.model import ConfigNode, ConfigTree
 from eventrouter.config.read import key_line, line_of, line_within, value_line
 from eventrouter.config.secrets import is_secret_name, scrub
@@ -82,6 +88,7 @@ class OptionChecker:
                 node.options[name] = value
                 continue
             line = value_line(options, name)
+            before = self.expander.problems
             try:
                 expanded, from_env = self.expander.expand(value, here, line)
             except TooLargeError:
@@ -94,10 +101,12 @@ class OptionChecker:
                 continue
             if from_env:
                 node.written[name] = value
+            if self.expander.problems != before:
+                continue  # a variable not set (or malformed): already said, once
             if _empty(expanded) and (from_env or isinstance(value, str)):
                 required = params is not None and name in params.required
-                if required or is_secret_name(name):
-                    self.report(empty_value(name, value), here, line)
+                if required or is_secret_name(name) or name in not_empty(node.target):
+                    self.report(empty_value(name, value, self.expander.env), here, line)
                     continue
             hint = params.hints.get(name) if params is not None else None
             if hint is not None:
@@ -118,7 +127,7 @@ class OptionChecker:
         """``value`` converted where the annotation asks for it; a mismatch is reported."""
         path = f"{node.path}.options.{name}"
         from_env = name in node.written
-        if from_env and isinstance(value, str):
+        if interpolated(raw) and isinstance(value, str):
             value = coerce_text(value, hint)
         if isinstance(value, str) and wants_callable(hint) and mismatch(value, hint) is not None:
             try:
