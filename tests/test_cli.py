@@ -558,6 +558,41 @@ def test_verbose_shows_the_frames_of_the_first_failure_without_data(
     assert "ada@example.com" not in result.stderr
 
 
+FAILING_BACKEND = """\
+class Refuses:
+    def send(self, event):
+        raise ConnectionError(event["data"]["email"])
+
+
+class Broken:
+    def send(self, event):
+        raise ValueError("broken")
+"""
+
+
+@pytest.mark.parametrize(("flag", "shown"), [(None, 1), ("--debug", 5)])
+def test_a_failing_backend_is_shown_once_per_error_type_and_counted_for_every_event(
+    run: Run, tmp_path: Path, flag: str | None, shown: int
+) -> None:
+    (tmp_path / "failing_backends.py").write_text(FAILING_BACKEND)
+    config = tmp_path / "routing.yaml"
+    config.write_text(
+        "backends:\n  down: {class: failing_backends.Refuses}\n"
+        "  broken: {class: failing_backends.Broken}\n  kept: memory\n"
+    )
+    stdin = "\n".join(
+        json.dumps({"name": "a", "data": {"email": "ada@example.com"}}) for _ in range(5)
+    )
+    result = run(*([flag] if flag else []), "route", str(config), "-", stdin=stdin)
+    assert result.returncode == 1
+    assert result.stderr.count("backend 'down' failed") == shown
+    assert result.stderr.count("backend 'broken' failed") == shown
+    rows = table(result.stdout)
+    assert rows["down"][1:3] == ["0", "5"]  # delivered, failed
+    assert rows["broken"][1:3] == ["0", "5"]
+    assert "ada@example.com" not in result.stderr
+
+
 def test_route_counts_what_an_asynchronous_backend_gives_up_on_and_exits_1(
     run: Run, tmp_path: Path
 ) -> None:

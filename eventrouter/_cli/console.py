@@ -14,12 +14,21 @@ from eventrouter.config import ConfigTree, read_config
 from eventrouter.config.quiet import quiet_third_party_loggers
 from eventrouter.config.secrets import scrub
 
+_COLLAPSED = {
+    "processor %s failed": (0, 2),
+    "backend %r failed": (0, 2),
+    "router %r could not route": (0, 2),
+}
+"""Per-event error lines shown once per node and exception type (unless ``--debug``): the
+start of the record's format, and which of its arguments name the node and the error."""
+
 
 class ConsoleFilter(logging.Filter):
     """What the command's stderr shows of eventrouter's log records.
 
-    Keeps the logger backend's own records (event lines) off the console; shows a failing
-    processor's error line and frames (a DEBUG record) only for its first failure, unless
+    Keeps the logger backend's own records (event lines) off the console; shows the error
+    line of a failing processor, backend or router only for its first failure per exception
+    type (the summary counts every one), and its frames (a DEBUG record) once, unless
     ``--debug``; and removes every value that came from the environment (see
     :meth:`hide_values_of`).
     """
@@ -37,16 +46,25 @@ class ConsoleFilter(logging.Filter):
             if node.written or node.options:
                 self.secrets.append((node.options, set(node.written)))
 
+    def _seen_before(self, record: logging.LogRecord) -> bool:
+        """Whether ``record`` repeats a per-event error line already shown: same kind of
+        line, same node, same exception type."""
+        text = str(record.msg)
+        for start, (node, error) in _COLLAPSED.items():
+            if text.startswith(start):
+                args = record.args if isinstance(record.args, tuple) else ()
+                key = repr((start, args[node : node + 1], args[error : error + 1]))
+                if key in self.failures_seen:
+                    return True
+                self.failures_seen.add(key)
+                return False
+        return False
+
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith("eventrouter.events"):
             return False
-        if not self.debug and str(record.msg).startswith("processor %s failed"):
-            # once per processor and exception type; the summary counts every one
-            args = record.args if isinstance(record.args, tuple) else ()
-            key = repr(args[:1] + args[2:3])  # the processor and the exception's type
-            if key in self.failures_seen:
-                return False
-            self.failures_seen.add(key)
+        if not self.debug and self._seen_before(record):
+            return False
         if record.levelno == logging.DEBUG and not self.debug:
             if not str(record.msg).endswith("raised through: %s"):
                 return False
