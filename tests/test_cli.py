@@ -664,6 +664,24 @@ def test_third_party_loggers_are_kept_at_info_unless_the_user_set_them(
     assert pymongo.level == logging.DEBUG
 
 
+@pytest.mark.parametrize("backend", ["segment", "mongodb"])
+def test_constructing_a_backend_in_code_quiets_the_loggers_too(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    from eventrouter.backends.mongodb import MongoBackend
+    from eventrouter.backends.segment import SegmentBackend
+
+    segment, urllib3 = logging.getLogger("segment"), logging.getLogger("urllib3")
+    monkeypatch.setattr(segment, "level", logging.NOTSET)
+    monkeypatch.setattr(urllib3, "level", logging.WARNING)  # the application's own choice
+    if backend == "segment":
+        SegmentBackend(write_key="k3y").close()
+    else:
+        MongoBackend(uri="mongodb://127.0.0.1:9/", serverSelectionTimeoutMS=100).close()
+    assert segment.level == logging.INFO
+    assert urllib3.level == logging.WARNING
+
+
 # -- end to end: the real process -----------------------------------------------------------
 
 

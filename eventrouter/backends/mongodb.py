@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventrouter import _fork
 from eventrouter.backends._mongo_indexes import INDEX_LAYOUTS, create_missing_indexes
+from eventrouter.config.quiet import quiet_third_party_loggers
 from eventrouter.errors import (
     DeliveryError,
     MissingExtraError,
@@ -138,6 +139,7 @@ class MongoBackend:
     ) -> None:
         if not _HAVE_PYMONGO:
             raise MissingExtraError("the MongoDB backend", "mongo", "pymongo")
+        quiet_third_party_loggers()  # their DEBUG lines can quote secrets and events
         if indexes not in INDEX_LAYOUTS:
             raise OptionError(
                 "indexes",

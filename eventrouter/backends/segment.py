@@ -22,6 +22,7 @@ from typing import Any
 
 from eventrouter import _fork
 from eventrouter.backends._segment_messages import to_segment_call
+from eventrouter.config.quiet import quiet_third_party_loggers
 from eventrouter.errors import (
     DeliveryError,
     MissingExtraError,
@@ -202,6 +203,7 @@ class SegmentBackend:
     ) -> None:
         if not _HAVE_SEGMENT:
             raise MissingExtraError("the Segment backend", "segment", "segment-analytics-python")
+        quiet_third_party_loggers()  # their DEBUG lines can quote secrets and events
         if write_key is not None and (not isinstance(write_key, str) or not write_key):
             raise OptionError(
                 "write_key",
