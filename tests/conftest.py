@@ -28,6 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis on a shared, loaded machine: no per-example deadline and no "too slow" health
+# check, both of which measure time (the examples and what they check stay the same).
+settings.register_profile(
+    "eventrouter",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "eventrouter"))
 
 STARTUP_TIMEOUT = 60.0
 """Seconds a server gets to start answering; generous, so slow CI machines do not fail."""
