@@ -56,9 +56,25 @@ def _summary(doc: str) -> str:
     return " ".join(first.split())
 
 
-def _rst_to_md(text: str) -> str:
-    """Turn the docstrings' reST roles and double backquotes into Markdown code spans."""
-    text = re.sub(r":\w+:`~?([^`]+)`", lambda m: f"`{m.group(1).split('.')[-1]}`", text)
+def _rst_to_md(text: str, module: str | None = None) -> str:
+    """Turn the docstrings' reST roles and double backquotes into Markdown code spans.
+
+    A ``:data:`NAME``` role naming a constant of ``module`` (``DEFAULT_HOST``) becomes its
+    value (``'https://api.segment.io'``): a reader of the YAML reference cannot look it up.
+    """
+
+    def role(match: re.Match[str]) -> str:
+        kind, name = match.group(1), match.group(2).lstrip("~")
+        short = name.split(".")[-1]
+        if kind == "data" and module is not None:
+            owner = sys.modules.get(module)
+            if "." in name:
+                owner = sys.modules.get(name.rsplit(".", 1)[0], owner)
+            if owner is not None and hasattr(owner, short):
+                return f"`{getattr(owner, short)!r}`"
+        return f"`{short}`"
+
+    text = re.sub(r":(\w+):`([^`]+)`", role, text)
     return text.replace("``", "`")
 
 
@@ -90,7 +106,7 @@ def _default_of(parameter: inspect.Parameter) -> str:
     return code(repr(parameter.default))
 
 
-def _options_table(target: Any) -> list[str]:
+def _options_table(target: Any, *, leave_out: tuple[str, ...] = ()) -> list[str]:
     try:
         signature = inspect.signature(target)
     except (TypeError, ValueError):
@@ -104,9 +120,9 @@ def _options_table(target: Any) -> list[str]:
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:
             extra = meanings.get(name, "")
             continue
-        if parameter.kind is inspect.Parameter.VAR_POSITIONAL or name in ("self",):
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL or name in ("self", *leave_out):
             continue
-        meaning = _cell(_rst_to_md(meanings.get(name, "")))
+        meaning = _cell(_rst_to_md(meanings.get(name, ""), getattr(target, "__module__", None)))
         rows.append(f"| `{name}` | {_type_of(parameter)} | {_default_of(parameter)} | {meaning} |")
     if len(rows) == 2:
         rows = ["It takes no options."]
@@ -118,6 +134,7 @@ def _options_table(target: Any) -> list[str]:
 def yaml_reference() -> str:
     """The Markdown of every backend and processor short name and its options."""
     from eventrouter import registry
+    from eventrouter.backends.buffered import BufferedBackend
     from eventrouter.config.buffering import buffered_by_default
     from eventrouter.errors import MissingExtraError
 
@@ -139,14 +156,59 @@ def yaml_reference() -> str:
                 continue
             seen[qualified] = name
             out += [f"`{qualified}`: {_rst_to_md(_summary(inspect.getdoc(target) or ''))}", ""]
+            if kind == "backend" and target is BufferedBackend:
+                out += [*_buffered_key(), *_options_table(target, leave_out=("backend",))]
+                continue
             if kind == "backend" and buffered_by_default(target):
                 out += [
                     "Buffered by default in a YAML tree (give `buffered: false` to deliver "
                     "in the caller's thread).",
                     "",
                 ]
+            out += _extra_sections(target)
             out += _options_table(target)
     return "\n".join(out)
+
+
+def _buffered_key() -> list[str]:
+    """How a YAML tree buffers a node: with its ``buffered:`` key, not a ``buffered`` node
+    (whose required ``backend``, an instance, no YAML can give)."""
+    return [
+        "In a YAML tree this is **not a node class but a key of a backend node**: "
+        "`buffered: true` (the defaults), `buffered: false`, or `buffered:` with a mapping of "
+        "the options below wraps that node in a buffered node. In Python, "
+        "`BufferedBackend(backend, ...)` wraps any backend instance.",
+        "",
+        "```yaml",
+        "backends:",
+        "  analytics:",
+        "    class: segment",
+        "    buffered: {max_queue: 50000, when_full: drop_oldest}",
+        "    options: {write_key: \"${SEGMENT_WRITE_KEY}\"}",
+        "```",
+        "",
+        "Options of the `buffered:` mapping (the tree's `dead_letter` is the default "
+        "`dead_letter`):",
+        "",
+    ]
+
+
+def _extra_sections(target: Any) -> list[str]:
+    """Module-level lists a class's options refer to (``SOURCES`` of ``enrich``), as the
+    values an option accepts."""
+    module = sys.modules.get(getattr(target, "__module__", ""))
+    sources = getattr(module, "SOURCES", None)
+    if not isinstance(sources, tuple):
+        return []
+    forms = ", ".join(code(form) for form in sources)
+    return [
+        f"The source forms a `sources` value may take: {forms}. "
+        "`hostname` is the machine's host name, `pid` the current process id, "
+        "`version:<distribution>` an installed distribution's version, `env:<NAME>` an "
+        "environment variable (an error at load time when it is not set, unless given "
+        "`:-<default>`). Each is read once, at load time.",
+        "",
+    ]
 
 
 # -- CLI reference -------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
@@ -172,6 +173,9 @@ def test_the_yaml_reference_lists_every_name_and_option() -> None:
             if "Another name for" in section:
                 continue
             for option, parameter in inspect.signature(target).parameters.items():
+                if name == "buffered" and option == "backend":  # the node it is the key of
+                    assert f"| `{option}` |" not in section
+                    continue
                 if parameter.kind is inspect.Parameter.VAR_KEYWORD:
                     assert "Any other option is accepted" in section, name
                 elif parameter.kind is not inspect.Parameter.VAR_POSITIONAL:
@@ -180,6 +184,32 @@ def test_the_yaml_reference_lists_every_name_and_option() -> None:
                     rows = [r for r in section.splitlines() if r.startswith(f"| `{option}` |")]
                     assert len(rows) == 1, (name, option)
                     assert shown in rows[0], (name, option)
+
+
+def test_the_yaml_reference_explains_buffered_as_a_key_of_a_backend_node() -> None:
+    page = _generator().yaml_reference()
+    section = page.split("### `buffered`", 1)[1].split("\n### ", 1)[0]
+    assert "not a node class but a key of a backend node" in section
+    assert "**required**" not in section
+    yaml_block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    from eventrouter.config import read_config
+
+    read_config(yaml.safe_load(yaml_block), env={"SEGMENT_WRITE_KEY": "k3y"})
+
+
+def test_the_yaml_reference_shows_constants_by_value_and_the_enrich_sources() -> None:
+    page = _generator().yaml_reference()
+    [host] = [r for r in page.splitlines() if r.startswith("| `host` |") and "endpoint" in r]
+    assert "'https://api.segment.io'" in host
+    assert "DEFAULT_" not in page
+    enrich = page.split("### `enrich`", 1)[1].split("\n### ", 1)[0]
+    for form in (
+        "hostname",
+        "pid",
+        "version:&lt;distribution&gt;",
+        "env:&lt;NAME&gt;:-&lt;default&gt;",
+    ):
+        assert f"<code>{form}</code>" in enrich
 
 
 def test_the_cli_reference_shows_every_command() -> None:
