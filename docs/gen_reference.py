@@ -184,7 +184,7 @@ def _buffered_key() -> list[str]:
         "  analytics:",
         "    class: segment",
         "    buffered: {max_queue: 50000, when_full: drop_oldest}",
-        "    options: {write_key: \"${SEGMENT_WRITE_KEY}\"}",
+        '    options: {write_key: "${SEGMENT_WRITE_KEY}"}',
         "```",
         "",
         "Options of the `buffered:` mapping (the tree's `dead_letter` is the default "
