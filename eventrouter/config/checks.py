@@ -94,8 +94,13 @@ def not_empty(target: Any) -> tuple[str, ...]:
     return ()
 
 
-def runtime_problems(node: ConfigNode) -> Iterator[str]:
-    """The problems ``route`` would meet with this enabled node, as messages."""
+def runtime_problems(node: ConfigNode, *, migrated: bool = False) -> Iterator[str]:
+    """The problems ``route`` would meet with this enabled node, as messages.
+
+    In a tree translated from event-tracking's settings (``migrated``), an empty ``block``
+    list is what event-tracking's ``RegexFilter`` accepts and passes every event with: it is
+    not reported (the settings load as they did).
+    """
     for name in _classes(node.target):
         needed = _EXTRAS.get(name)
         if needed is not None:
@@ -110,7 +115,10 @@ def runtime_problems(node: ConfigNode) -> Iterator[str]:
     for name in _classes(node.target):
         wanted = _FILTERS_NEEDING_ONE_OF.get(name)
         if wanted is not None:
-            if all(_gives_nothing(node.options.get(o), empty) for o, empty in wanted.items()):
+            if all(
+                _gives_nothing(node.options.get(o), empty and not migrated)
+                for o, empty in wanted.items()
+            ):
                 given = " or ".join(f"`{option}`" for option in wanted)
                 yield (
                     f"{node.class_name!r} without {given} filters nothing: every event "

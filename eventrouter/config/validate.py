@@ -67,6 +67,7 @@ class _Validator:
         self.issues = list(issues)
         self.expander = Expander(env, self.issue, self.refuse)
         self.options = OptionChecker(self.expander, self.issue)
+        self.migrated = False  # event-tracking's settings: their empty filters are theirs
 
     def issue(self, message: str, path: str, line: int | None) -> None:
         self.issues.append(ConfigIssue(message, path, self.file, line))
@@ -80,7 +81,7 @@ class _Validator:
             refusals = translation.refusals
             for warning in translation.warnings:
                 _log.warning("%s", warning)
-            tree.migrated = True
+            tree.migrated = self.migrated = True
             tree.notes.extend(translation.notes)
             tree.origins = translation.origins
             settings_issues = [
@@ -392,7 +393,7 @@ class _Validator:
             return node
         self.options.check(node, options, params, enabled=enabled)
         if enabled:
-            for message in runtime_problems(node):
+            for message in runtime_problems(node, migrated=self.migrated):
                 self.issue(message, class_path, class_line)
         return node
 
