@@ -723,6 +723,9 @@ def test_a_signal_flushes_prints_the_summary_and_exits_128_plus_it(
         stderr=subprocess.PIPE,
         text=True,
         env=clean_env(),
+        # a suite started in the background (`cmd &`, nohup) ignores SIGINT, and so would
+        # the command: give it the default disposition a terminal's Ctrl-C meets
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdin is not None
     process.stdin.write(event_line("video.played") + "\n" + event_line("video.paused") + "\n")
