@@ -20,6 +20,8 @@ app.conf.update(
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
     task_acks_late=False,
+    # every key of this run under a prefix of its own: the test Redis is shared
+    broker_transport_options={"global_keyprefix": os.environ.get("INTEG_KEYPREFIX", "")},
 )
 carry_context()
 

@@ -97,9 +97,15 @@ def _redis_answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def redis_database(workdir: Path) -> Iterator[str]:
-    """A Redis database of our own: 127.0.0.1:6379 db 13, flushed; or, when that Redis does
-    not answer, a ``redis-server`` started on a free port for the session."""
+def redis_database(workdir: Path, prefix: str) -> Iterator[str]:
+    """A Redis to use with every key under ``prefix``: 127.0.0.1:6379 db 13; or, when that
+    Redis does not answer, a ``redis-server`` started on a free port for the session.
+
+    The Redis on 6379 is shared with every other test run on the machine (two suites at
+    once, other checkouts): the caller keeps its keys under a ``prefix`` of its own (kombu's
+    ``global_keyprefix``), and only those keys are deleted, after; flushing the database
+    would delete another run's tasks under its feet.
+    """
     import redis
 
     url = os.environ.get("EVENTROUTER_TEST_REDIS", "redis://127.0.0.1:6379/13")
@@ -132,11 +138,11 @@ def redis_database(workdir: Path) -> Iterator[str]:
                 pytest.fail("the redis-server started for the tests did not answer")
             time.sleep(0.05)
     client = redis.Redis.from_url(url)
-    client.flushdb()
     try:
         yield url
     finally:
-        client.flushdb()
+        for key in client.scan_iter(match=f"{prefix}*"):
+            client.delete(key)
         client.close()
         if process is not None:
             process.terminate()

@@ -709,6 +709,14 @@ def test_example_events_file_is_what_the_generator_makes() -> None:
     assert len(lines) >= 200
 
 
+AS_FROM_A_TERMINAL = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('eventrouter', run_name='__main__', alter_sys=True)"
+)
+"""``python -m eventrouter`` with Ctrl-C's usual handler: a suite run in the background
+(``cmd &``, nohup) ignores SIGINT, and a command started from it would too."""
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT and SIGTERM are POSIX")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -716,16 +724,13 @@ def test_a_signal_flushes_prints_the_summary_and_exits_128_plus_it(
     good: Path, tmp_path: Path, signum: signal.Signals
 ) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "eventrouter", "route", str(good), "-"],
+        [sys.executable, "-c", AS_FROM_A_TERMINAL, "route", str(good), "-"],
         cwd=tmp_path,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=clean_env(),
-        # a suite started in the background (`cmd &`, nohup) ignores SIGINT, and so would
-        # the command: give it the default disposition a terminal's Ctrl-C meets
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdin is not None
     process.stdin.write(event_line("video.played") + "\n" + event_line("video.paused") + "\n")

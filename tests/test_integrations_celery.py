@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,8 +114,15 @@ def test_a_carried_header_is_bounded_where_the_task_enters_it(
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[str]:
-    with redis_database(tmp_path) as url:
+def keyprefix() -> str:
+    """The prefix of every Redis key of this test: another run's worker on the shared Redis
+    must not take its tasks (it did, when two suites ran at once)."""
+    return f"integ-{os.getpid()}-{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+def broker(tmp_path: Path, keyprefix: str) -> Iterator[str]:
+    with redis_database(tmp_path, keyprefix) as url:
         yield url
 
 
@@ -146,13 +154,16 @@ def forget_connections(app: Any) -> None:
 
 
 @pytest.fixture
-def worker(broker: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+def worker(
+    broker: str, keyprefix: str, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     events = tmp_path / "events.jsonl"
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)]),
         "INTEG_BROKER_URL": broker,
         "INTEG_EVENTS_FILE": str(events),
+        "INTEG_KEYPREFIX": keyprefix,
     }
     log = (tmp_path / "worker.log").open("wb")
     command = [sys.executable, "-m", "celery", "-A", "integ_celery_app", "worker"]
@@ -167,11 +178,13 @@ def worker(broker: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes
     )
     app = integ_celery_app.app
     app.conf.broker_url = broker
+    app.conf.broker_transport_options = {"global_keyprefix": keyprefix}
     forget_connections(app)
     try:
         yield process, events
     finally:
         app.conf.broker_url = "memory://"
+        app.conf.broker_transport_options = {}
         forget_connections(app)
         process.send_signal(signal.SIGTERM)
         try:
