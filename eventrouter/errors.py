@@ -14,6 +14,7 @@ __all__ = [
     "DeliveryError",
     "EventEmissionExit",
     "EventRouterError",
+    "MetricsRegistrationError",
     "MissingExtraError",
     "OptionError",
     "OptionTypeError",
@@ -289,3 +290,11 @@ class SubtreeMismatchError(EventRouterError):
     def __reduce__(self) -> tuple[type[SubtreeMismatchError], tuple[object, ...]]:
         # Celery pickles a task's exception; keep its class, not just its message
         return (type(self), (self.path, self.fingerprint, self.found, self.served))
+
+
+class MetricsRegistrationError(EventRouterError, ValueError):
+    """A tree was registered with an exporter where its series would clash with another's.
+
+    Give each tree registered on one Prometheus registry (or in one multiprocess process)
+    its own ``name``: it becomes the ``tracker`` label of every series.
+    """

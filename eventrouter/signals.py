@@ -80,8 +80,9 @@ class Reason(enum.StrEnum):
     """Why events failed or were dropped: the one taxonomy of signals, logs and ``stats()``.
 
     ``DROP_OLDEST`` and ``DROP_NEWEST`` are also the keys of a buffered node's
-    ``stats()["dropped"]``; ``NO_DEAD_LETTER`` and ``DEAD_LETTER_UNWRITABLE`` are what its
-    ``stats()["lost"]`` counts.
+    ``stats()["dropped"]``; ``NO_DEAD_LETTER`` and ``DEAD_LETTER_UNWRITABLE`` the keys of its
+    ``stats()["lost_by"]``; ``TOO_LARGE``, ``SUPPRESSED``, ``UNWRITABLE`` and ``SKIPPED`` are
+    what a JSON log or Segment backend drops itself (their own ``stats()``).
     """
 
     BACKEND_ERROR = "backend_error"
@@ -112,6 +113,12 @@ class Reason(enum.StrEnum):
     """Given up on, and the node has no dead-letter file: lost."""
     DEAD_LETTER_UNWRITABLE = "dead_letter_unwritable"
     """Given up on, and the dead-letter file could not be written: lost."""
+    SUPPRESSED = "suppressed"
+    """A JSON log backend's logger was not enabled for its level: the line was not written."""
+    UNWRITABLE = "unwritable"
+    """A JSON log backend accepted the line but could not write it by ``close()``."""
+    SKIPPED = "skipped"
+    """Segment skipped the event: no user to attribute it to, or sending is off."""
 
 
 class ErrorInfo(NamedTuple):
