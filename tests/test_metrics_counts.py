@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from metrics_tree import WAIT
 
+from eventrouter import signals
 from eventrouter.backends.buffered import BufferedBackend
 from eventrouter.backends.logger import LoggerBackend
 from eventrouter.backends.memory import MemoryBackend
@@ -146,3 +148,52 @@ def test_queue_full_rejections_are_failed_under_their_reason(tmp_path: Path) -> 
     reading = tree.read(tracker.stats())
     assert reading.failed == {("q", "queue_full"): 3}
     assert reading.events[("q", "dead_lettered")] == 3
+
+
+def test_a_jsonlog_drop_is_signalled_as_dropped_never_delivered(tmp_path: Path) -> None:
+    heard: list[tuple[str, str, int]] = []
+
+    def hear(name: str) -> Any:
+        def receive(sender: str, *, events: list[Event], **kwargs: Any) -> None:
+            heard.append((name, str(kwargs.get("reason")), len(events)))
+
+        return receive
+
+    receivers = {signal: hear(signal.name) for signal in (signals.delivered, signals.dropped)}
+    for signal, receiver in receivers.items():
+        signal.connect(receiver)
+    try:
+        log = LoggerBackend(path=str(tmp_path / "events.log"), max_event_size=200, oversize="drop")
+        tracker = Tracker({"log": log})
+        tracker.emit("big", {"pad": "x" * 2000})
+        tracker.emit("small", {})
+        tracker.close(WAIT)
+    finally:
+        for signal, receiver in receivers.items():
+            signal.disconnect(receiver)
+    assert heard == [("dropped", "too_large", 1), ("delivered", "None", 1)]
+
+
+def test_jsonlog_drops_are_logged_once_per_interval_with_a_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = LoggerBackend(path=str(tmp_path / "events.log"), max_event_size=200, oversize="drop")
+    tracker = Tracker({"log": log})
+    with caplog.at_level(logging.WARNING, logger="eventrouter"):
+        for _ in range(5):
+            tracker.emit("big", {"pad": "secret" * 400})
+    tracker.close(WAIT)
+    lines = [r.getMessage() for r in caplog.records if "over max_event_size" in r.getMessage()]
+    assert len(lines) == 1
+    assert "secret" not in caplog.text
+    assert log.stats()["dropped"] == 5
+
+
+def test_the_drop_log_counts_what_it_held_back() -> None:
+    throttle = signals.DropLog(every=3600.0)
+    assert throttle.due("too_large") == 0
+    assert throttle.due("too_large") is None
+    assert throttle.due("too_large") is None
+    assert throttle.due("skipped") == 0  # each reason has its own interval
+    throttle._next["too_large"] = 0.0  # the interval is over
+    assert throttle.due("too_large") == 2

@@ -509,13 +509,16 @@ class RoutingBackend:
         ``delivered`` for each backend that does not signal its own outcomes."""
         backends = self._backends
         for name, send in targets:
+            drops = _signals.leaf_drops()
             try:
                 send(event)
             except Exception as exc:
                 self._backend_failed(name, event, exc)
                 continue
-            if _signals.delivered.receivers and not getattr(
-                type(backends.get(name)), "signals_outcomes", False
+            if (
+                _signals.delivered.receivers
+                and _signals.leaf_drops() == drops  # the backend dropped it itself: signalled
+                and not getattr(type(backends.get(name)), "signals_outcomes", False)
             ):
                 _signals.send(_signals.delivered, self._child_path(name), events=[event])
 

@@ -190,6 +190,7 @@ def _leaf(reading: Reading, entry: Mapping[str, Any], path: str) -> None:
         reading.add(node, "delivered", max(delivered - sum(own.values()), 0))
     for outcome in ("vetoed", "failed", "dead_lettered"):
         reading.add(node, outcome, entry.get(outcome))
+    reading.add(node, "failed", sum(own.values()))  # given up on, then dropped
     lost = entry.get("lost")
     lost = lost if type(lost) is int else 0
     reading.add(node, "dropped", lost + sum(own.values()))
@@ -212,6 +213,7 @@ def _buffered(reading: Reading, stats: Mapping[str, Any], path: str) -> None:
         reading.add(node, "delivered", max(delivered - sum(own.values()), 0))
     for outcome in ("retried", "failed", "dead_lettered"):
         reading.add(node, outcome, stats.get(outcome))
+    reading.add(node, "failed", sum(own.values()))
     drops: dict[str, int] = dict(own)
     by_mode = stats.get("dropped")
     if isinstance(by_mode, Mapping):
