@@ -14,6 +14,7 @@ __all__ = [
     "DeliveryError",
     "EventEmissionExit",
     "EventRouterError",
+    "MetricsPortError",
     "MetricsRegistrationError",
     "MissingExtraError",
     "OptionError",
@@ -298,3 +299,8 @@ class MetricsRegistrationError(EventRouterError, ValueError):
     Give each tree registered on one Prometheus registry (or in one multiprocess process)
     its own ``name``: it becomes the ``tracker`` label of every series.
     """
+
+
+class MetricsPortError(EventRouterError, OSError):
+    """The metrics could not be served on the port asked for (``--metrics-port``): it is
+    taken, or not this process's to open. Choose another port."""

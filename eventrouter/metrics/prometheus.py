@@ -33,7 +33,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal, Protocol
 
-from eventrouter.errors import MetricsRegistrationError, MissingExtraError
+from eventrouter.errors import MetricsPortError, MetricsRegistrationError, MissingExtraError
 
 try:
     from prometheus_client import (
@@ -50,7 +50,7 @@ try:
         HistogramMetricFamily,
         Metric,
     )
-    from prometheus_client.multiprocess import MultiProcessCollector
+    from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 except ImportError as exc:  # pragma: no cover - the extra is installed in tests
     raise MissingExtraError(
         "eventrouter.metrics.prometheus", "prometheus", "prometheus-client"
@@ -60,7 +60,14 @@ from eventrouter import _fork
 from eventrouter.backends.buffered import DELIVERY_BUCKETS
 from eventrouter.metrics import tree
 
-__all__ = ["TreeCollector", "TreeMirror", "multiprocess", "register", "serve"]
+__all__ = [
+    "TreeCollector",
+    "TreeMirror",
+    "mark_celery_children_dead_at_exit",
+    "multiprocess",
+    "register",
+    "serve",
+]
 
 
 class _HasStats(Protocol):
@@ -410,9 +417,34 @@ def register(
 def serve(port: int, host: str = "127.0.0.1") -> None:
     """Serve ``/metrics`` on ``host:port`` from a thread: the default registry, or in
     multiprocess mode the sum over every process's files. ``host`` defaults to the
-    loopback interface: pass ``"0.0.0.0"`` to serve other machines."""
+    loopback interface: pass ``"0.0.0.0"`` to serve other machines.
+
+    Raises:
+        MetricsPortError: the port is taken (or not ours to open); an ``OSError``.
+    """
     registry: CollectorRegistry = REGISTRY
     if multiprocess():
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    start_http_server(port, addr=host, registry=registry)
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise MetricsPortError(
+            exc.errno,
+            f"cannot serve the metrics on {host}:{port} ({exc.strerror or type(exc).__name__}):"
+            " choose another metrics port (--metrics-port)",
+        ) from exc
+
+
+def _mark_dead(*_: Any, **__: Any) -> None:
+    with contextlib.suppress(Exception):
+        mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def mark_celery_children_dead_at_exit() -> None:
+    """Multiprocess mode under Celery prefork: when a child process ends, drop its live
+    gauges (``prometheus_client.multiprocess.mark_process_dead``) from Celery's
+    ``worker_process_shutdown`` signal, which runs in the child."""
+    from celery.signals import worker_process_shutdown
+
+    worker_process_shutdown.connect(_mark_dead, weak=False)
