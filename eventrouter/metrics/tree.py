@@ -146,6 +146,7 @@ def _router(reading: Reading, stats: Mapping[str, Any], path: str) -> None:
         _buffered(reading, buffer, path)
         for outcome in ("delivered", "retried", "dead_lettered"):
             reading.add(node, f"task_{outcome}", stats.get(outcome))
+        reading.add(node, "task_dropped", stats.get("lost"))
     backends = stats.get("backends")
     if not isinstance(backends, Mapping):
         return
