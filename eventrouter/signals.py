@@ -250,7 +250,12 @@ class DropLog:
             return self._held.pop(reason, 0)
 
 
-_leaf = threading.local()
+class _LeafDrops(threading.local):
+    drops = 0
+    """How many times :func:`leaf_dropped` signalled on this thread."""
+
+
+_leaf = _LeafDrops()
 
 
 def leaf_dropped(path: str, events: list[Any], reason: Reason) -> None:
@@ -259,7 +264,7 @@ def leaf_dropped(path: str, events: list[Any], reason: Reason) -> None:
     router calling it signal no ``delivered`` for them. Costs one check with no receiver."""
     if not watched:
         return
-    _leaf.drops = getattr(_leaf, "drops", 0) + 1
+    _leaf.drops += 1
     if failed.receivers:
         send(failed, path, events=events, reason=reason)
     if dropped.receivers:
@@ -269,5 +274,4 @@ def leaf_dropped(path: str, events: list[Any], reason: Reason) -> None:
 def leaf_drops() -> int:
     """How many times :func:`leaf_dropped` signalled on this thread (routers compare it
     around a backend's ``send``)."""
-    drops: int = getattr(_leaf, "drops", 0)
-    return drops
+    return _leaf.drops
