@@ -48,7 +48,7 @@ from eventrouter.errors import (
 from eventrouter.event import IMMUTABLE_TYPES
 from eventrouter.typing import Backend, Event
 
-__all__ = ["DELIVERY_BUCKETS", "WHEN_FULL", "BufferedBackend"]
+__all__ = ["DELIVERY_BUCKETS", "MAX_NOTICE_EVENTS", "WHEN_FULL", "BufferedBackend"]
 
 log = logging.getLogger("eventrouter.buffered")
 
@@ -1036,7 +1036,9 @@ class BufferedBackend:
         ``received`` (``send`` calls), ``queued`` (accepted into the queue), ``in_flight``,
         ``delivered`` (acknowledged by the backend), ``retried`` (event retries),
         ``dead_lettered``, ``dropped`` (by ``when_full`` mode), ``lost`` (given up with no
-        writable dead letter), ``failed`` (dead-lettered + dropped + lost), ``depth`` and
+        writable dead letter; ``lost_by`` splits it by reason), ``failed`` (dead-lettered +
+        dropped + lost; ``failed_by`` splits it by reason), ``unannounced`` (events whose
+        signal was not sent: over :data:`MAX_NOTICE_EVENTS`, counted once per signal), ``depth`` and
         ``bytes`` (queued now), ``oldest_age`` (seconds the oldest queued event has waited),
         ``delivery_seconds`` (a histogram of successful backend calls: ``bounds``, cumulative
         ``counts`` per bound, ``sum``, ``count``), and ``backend``: the wrapped backend's
