@@ -313,6 +313,7 @@ def run(
 
         prometheus.register(tree.tracker, interval=1.0)
         prometheus.serve(*metrics)
+        prometheus.mark_celery_children_dead_at_exit()
     print(banner(tree, config), file=out or sys.stdout, flush=True)
     app = make_app(tree)
     argv = [

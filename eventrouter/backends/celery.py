@@ -35,6 +35,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from eventrouter import _fork
+from eventrouter import signals as _signals
 from eventrouter._loglabels import describe
 from eventrouter.backends.buffered import BufferedBackend
 from eventrouter.backends.routing import RoutingBackend
@@ -341,6 +342,7 @@ class CeleryRouter(RoutingBackend):
         self._delivered = 0
         self._retried = 0
         self._dead_lettered = 0
+        self._lost = 0
         self._by_destination: dict[str, list[int]] = {}
         if not self.in_process:
             _require_celery()
@@ -459,7 +461,6 @@ class CeleryRouter(RoutingBackend):
             self._count(name, delivered=outcome.delivered - before)
         with self._counts:
             self._delivered += outcome.delivered
-            self._dead_lettered += outcome.dead_lettered
         return outcome
 
     def _deliver_to(
@@ -485,6 +486,7 @@ class CeleryRouter(RoutingBackend):
                 # one poison event must not take its neighbours down: one at a time
             else:
                 outcome.delivered += len(batch)
+                self._signal(_signals.delivered, name, batch)
                 return
         for index, event in zip(indexes, batch, strict=True):
             try:
@@ -500,12 +502,22 @@ class CeleryRouter(RoutingBackend):
                     self._note_retry(name, [index], exc, outcome)
             else:
                 outcome.delivered += 1
+                self._signal(_signals.delivered, name, [event])
 
-    def _count(self, name: str, *, delivered: int = 0, dead_lettered: int = 0) -> None:
+    def _signal(self, signal: Any, name: str, events: Sequence[Event], **kwargs: Any) -> None:
+        """Send ``signal`` for the events of destination ``name`` (when it has receivers)."""
+        if _signals.watched and signal.receivers:
+            destination = f"{self.path}.{name}" if self.path else name
+            _signals.send(signal, destination, events=list(events), **kwargs)
+
+    def _count(
+        self, name: str, *, delivered: int = 0, dead_lettered: int = 0, lost: int = 0
+    ) -> None:
         with self._counts:
-            counts = self._by_destination.setdefault(name, [0, 0])
+            counts = self._by_destination.setdefault(name, [0, 0, 0])
             counts[0] += delivered
             counts[1] += dead_lettered
+            counts[2] += lost
 
     def _note_retry(
         self, name: str, indexes: list[int], exc: BaseException, outcome: BatchOutcome
@@ -532,8 +544,6 @@ class CeleryRouter(RoutingBackend):
                 failed, name, outcome.errors.get(name, "DeliveryError"), attempts, first_failure
             )
             total += len(failed)
-        with self._counts:
-            self._dead_lettered += total
         return total
 
     def _dead_letter(
@@ -544,12 +554,13 @@ class CeleryRouter(RoutingBackend):
         attempts: int,
         first_failure: str | None,
     ) -> None:
-        self._count(name, dead_lettered=len(events))
         destination = f"{self.path}.{name}" if self.path else name
         reason = error if isinstance(error, str) else type(error).__name__
         ids = ", ".join(repr(e.get("id")) for e in events[:3]) + (" ..." if len(events) > 3 else "")
+        lost: _signals.Reason | None = None
         if self.dead_letter is None:
             where = "LOST: no dead_letter file is configured"
+            lost = _signals.Reason.NO_DEAD_LETTER
         elif write_dead_letter(
             self.dead_letter,
             events,
@@ -561,6 +572,22 @@ class CeleryRouter(RoutingBackend):
             where = f"written to {self.dead_letter.path}"
         else:
             where = f"LOST: the dead-letter file {self.dead_letter.path} cannot be written"
+            lost = _signals.Reason.DEAD_LETTER_UNWRITABLE
+        n = len(events)
+        self._count(name, dead_lettered=0 if lost else n, lost=n if lost else 0)
+        with self._counts:
+            if lost:
+                self._lost += n
+            else:
+                self._dead_lettered += n
+        permanent = not isinstance(error, str)
+        why = _signals.Reason.PERMANENT if permanent else _signals.Reason.RETRIES_EXHAUSTED
+        info = _signals.ErrorInfo(reason, permanent)
+        self._signal(_signals.failed, name, events, error=info, reason=why)
+        if lost is None:
+            self._signal(_signals.dead_lettered, name, events, error=info, reason=why)
+        else:
+            self._signal(_signals.dropped, name, events, error=info, reason=lost)
         log.error(
             "destination %r gave up on %d event(s) (ids %s) after %d attempt(s): %s; %s",
             destination,
@@ -616,19 +643,22 @@ class CeleryRouter(RoutingBackend):
                 "delivered": self._delivered,
                 "retried": self._retried,
                 "dead_lettered": self._dead_lettered,
+                "lost": self._lost,
             }
             by_destination = {name: list(c) for name, c in self._by_destination.items()}
         # per backend, as a router reports them; on a publisher they run elsewhere: unknown
         out["backends"] = {
             name: {"delivered": None, "failed": None}
             if not self.in_process
-            else dict(zip(("delivered", "failed"), by_destination.get(name, [0, 0]), strict=True))
+            else _destination_counts(by_destination.get(name, [0, 0, 0]))
             for name in self.backends
         }
         buffer_stats: Mapping[str, Any] = self._buffer.stats()
         out["buffer"] = dict(buffer_stats)
         failed = buffer_stats.get("failed", 0)
-        out["failed"] = (failed if isinstance(failed, int) else 0) + out["dead_lettered"]
+        out["failed"] = (
+            (failed if isinstance(failed, int) else 0) + out["dead_lettered"] + out["lost"]
+        )
         return out
 
     def flush(self, timeout: float | None = None) -> None:
@@ -713,6 +743,16 @@ def configure_app(app: Any, node: CeleryRouter, *, publishing: bool) -> None:
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
     )
+
+
+def _destination_counts(counts: list[int]) -> dict[str, int]:
+    delivered, dead_lettered, lost = counts
+    return {
+        "delivered": delivered,
+        "failed": dead_lettered + lost,
+        "dead_lettered": dead_lettered,
+        "lost": lost,
+    }
 
 
 def write_dead_letter(
