@@ -159,7 +159,7 @@ def test_a_short_write_counts_only_whole_records_and_the_reader_skips_the_fragme
     assert dead.write(events[0], destination="d", error="E") is True
     one = path.stat().st_size  # the records are all about this long
     budget.extend([one + one // 2, 0])
-    assert dead.write_many(events[1:3], destination="d", error="E") is False
+    assert dead.write_many(events[1:3], destination="d", error="E") == 1  # events[1:2]
     assert dead.stats()["written"] == 2  # the first record of the pair fitted whole
     assert dead.write(events[3], destination="d", error="E") is True
     reader = read_dead_letters(path)
@@ -206,11 +206,11 @@ def test_a_real_full_filesystem_loses_no_counted_record(tmp_path: Path) -> None:
             for n in range(60)
         ]
         dead.close()
-        assert not all(results)  # the disk did fill up
+        assert sum(results) < 180  # the disk did fill up
         reader = read_dead_letters(path)
         records = list(reader)
         stats = dead.stats()
-        assert len(records) == stats["written"]
+        assert len(records) == stats["written"] == sum(results)
         assert stats["written"] + stats["write_errors"] == 180
         assert reader.damaged <= 1
 
