@@ -122,6 +122,23 @@ def test_a_celery_node_nested_in_the_subtree_publishes_before_the_outer_task_ret
     outer.close()
 
 
+def test_a_nested_celery_node_with_a_broker_publishes_and_does_not_deliver_here(
+    tmp_path: Path,
+) -> None:
+    from conftest import free_port
+
+    sink = MemoryBackend()
+    inner = CeleryRouter(
+        {"s": sink}, broker=f"redis://127.0.0.1:{free_port()}/0", buffer={"max_retries": 0}
+    )
+    outer = CeleryRouter({"inner": inner}, task_retry=NO_WAIT)
+    outcome = outer.deliver([build_event("e")])
+    assert outcome.pending == {"inner": [0]}  # the broker is down: the outer task retries
+    assert outcome.errors == {"inner": "DeliveryError"}
+    assert sink.events == []  # the inner subtree runs on its own workers, never here
+    outer.close(5)
+
+
 # -- failures: one classification, poison isolated, partial failures ----------------------
 
 
