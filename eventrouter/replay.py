@@ -8,9 +8,10 @@ event, such as a celery node that could not publish, delivers it without running
 again), through a buffered node of its own (retries, backoff, poison isolation) whose dead
 letter is a *new* file. A record whose destination is a router (a worker's refused task
 names the celery node) is fanned out to that router's children without running its own
-processors again, and every leaf counts and dead-letters its own failures. An input file is renamed ``<file>.replayed`` only once every record
-in it is settled: delivered, or written to the new dead-letter file (records not selected by
-``only``, or whose destination is not in the tree, are carried over to it unchanged).
+processors again, and every leaf counts and dead-letters its own failures. An input file is
+renamed ``<file>.replayed`` only once every record in it is settled: delivered, or written
+to the new dead-letter file (records not selected by ``only``, or whose destination is not
+in the tree, are carried over to it unchanged).
 """
 
 from __future__ import annotations

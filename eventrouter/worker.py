@@ -18,12 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from eventrouter.backends._celery_delivery import (
-    PYTHON_FINGERPRINT,
-    RetryPolicy,
-    configure_app,
-    write_dead_letter,
-)
+from eventrouter.backends._celery_delivery import write_dead_letter
+from eventrouter.backends._celery_settings import PYTHON_FINGERPRINT, RetryPolicy, configure_app
 from eventrouter.backends.buffered import BufferedBackend
 from eventrouter.backends.celery import MEMORY_BROKER, TASK_NAME, CeleryRouter, decode_batch
 from eventrouter.backends.routing import RoutingBackend

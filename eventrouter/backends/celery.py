@@ -1,5 +1,10 @@
 """CeleryRouter: a router node whose backends run on Celery workers.
 
+This module holds the node and its publishing side; the task's message encoding is in
+``_celery_codec``, the delivering side (workers, ``memory://``) in ``_celery_delivery``, and
+what publishers and workers agree on (retry policy, app settings, fingerprints) in
+``_celery_settings``.
+
 In the emitting process a ``CeleryRouter`` copies each event and runs its own processors,
 like any router; then, instead of calling its backends, it hands the event to a buffered
 delivery node (:class:`~eventrouter.backends.buffered.BufferedBackend`) whose worker thread
@@ -29,9 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from eventrouter import _fork
 from eventrouter.backends._celery_codec import decode_batch, encode_batch
-from eventrouter.backends._celery_delivery import (
-    BatchOutcome,
-    DeliveringNode,
+from eventrouter.backends._celery_delivery import BatchOutcome, DeliveringNode
+from eventrouter.backends._celery_settings import (
     RetryPolicy,
     config_fingerprint,
     configure_app,
