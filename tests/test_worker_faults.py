@@ -74,6 +74,7 @@ def test_a_worker_killed_mid_stream_on_redis_loses_nothing_and_repeats_at_most_o
             "visibility_timeout": 5,
             "unacked_restore_interval": 1,
             "unacked_restore_throttle": 1,
+            "unacked_mutex_expire": 5,  # a sweep's lock the killed worker held expires soon
         },
     )
     config = write_config(tmp_path / "tree.yaml", {"rkill": node}, tmp_path / "dead.jsonl")
