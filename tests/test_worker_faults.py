@@ -110,15 +110,23 @@ def test_a_nested_buffered_leaf_has_the_events_before_the_task_is_acknowledged(
     client = redis_client(redis_url)
     worker = Worker(config, tmp_path / "w")
     try:
-        emit(config, ["nested.e"] * 50)
+        tracker = eventrouter.load(config)
+        for n in range(50):
+            tracker.emit("nested.e", {"n": n})
+        tracker.close(WAIT)
+        tasks = tracker.get_backend("nested").stats()["tasks"]
         wait_until(
-            lambda: client.llen(queue) == 0 and len(set(ids_in(out))) >= 50,
-            "the queue drained and the leaf written",
+            lambda: (
+                worker.err.read_text().count("succeeded in") >= tasks
+                and client.llen(queue) == 0
+                and client.hlen("unacked") == 0
+            ),
+            f"the {tasks} tasks done and acknowledged",
             worker,
         )
     finally:
         worker.kill()  # SIGKILL: a buffered queue would die with it
-    assert len(ids_in(out)) == 50
+    assert len(ids_in(out)) == 50  # acknowledged means delivered
 
 
 def test_rabbitmq_down_at_emit_time_dead_letters_at_the_node_and_replay_delivers(
