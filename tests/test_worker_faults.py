@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,15 @@ from test_worker import (  # the fixtures and helpers of the worker tests
     TESTS,
     WAIT,
     Worker,
+    _answers,
+    _free_port,
     amqp_url,
     celery_node,
     emit,
     ids_in,
     lines,
-    redis_url,
     sink,
+    start_redis,
     wait_until,
     write_config,
 )
@@ -39,9 +42,44 @@ import eventrouter
 from eventrouter import cli
 from eventrouter.backends.celery import decode_batch
 
-__all__ = ["amqp_url", "redis_url"]  # fixtures, used by name
+__all__ = ["amqp_url"]  # a fixture, used by name
 
 pytestmark = pytest.mark.peers
+
+REDIS_DB = 11
+"""Not the worker tests' database: their fixture flushes it, and a flush while a task is
+held (the ``unacked`` hash) loses that task for good."""
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import redis
+
+    process = None
+    port = 6379
+    if not _answers(port):
+        port = _free_port()
+        process = start_redis(port, tmp_path_factory.mktemp("redis"))
+    client = redis.Redis(host="127.0.0.1", port=port, db=REDIS_DB)
+    client.flushdb()
+    try:
+        yield f"redis://127.0.0.1:{port}/{REDIS_DB}"
+    finally:
+        client.flushdb()
+        client.close()
+        if process is not None:
+            process.terminate()
+            process.wait(30)
+
+
+FAST_RESTORE = {
+    "visibility_timeout": 5,
+    "unacked_restore_interval": 1,
+    "unacked_restore_throttle": 1,
+    "unacked_mutex_expire": 5,
+}
+"""Redis transport options: a task a stopped or killed worker held comes back within seconds
+(at-least-once: a slow task may then run twice, which these tests allow)."""
 
 
 def redis_client(url: str) -> Any:
@@ -69,13 +107,7 @@ def test_a_worker_killed_mid_stream_on_redis_loses_nothing_and_repeats_at_most_o
         "rkill.*",
         {"sink": sink(out, delay=0.05)},
         batch_size=10,
-        # a killed worker's batch comes back after 5 s, looked for every second
-        broker_options={
-            "visibility_timeout": 5,
-            "unacked_restore_interval": 1,
-            "unacked_restore_throttle": 1,
-            "unacked_mutex_expire": 5,  # a sweep's lock the killed worker held expires soon
-        },
+        broker_options=FAST_RESTORE,
     )
     config = write_config(tmp_path / "tree.yaml", {"rkill": node}, tmp_path / "dead.jsonl")
     emit(config, ["rkill.e"] * 300)
@@ -179,6 +211,7 @@ def test_a_task_the_dead_letter_cannot_take_stays_in_the_broker(
         "nodl.*",
         {"down": sink(out, fail_always=True)},
         task_retry={"max_retries": 0, "backoff": 0.1, "backoff_max": 0.2},
+        broker_options=FAST_RESTORE,
     )
     config = write_config(tmp_path / "tree.yaml", {"nodl": node}, tmp_path / "unused.jsonl")
     worker = Worker(config, tmp_path / "w1", "--dead-letter=/dev/full")
@@ -210,8 +243,12 @@ def test_a_refused_task_the_dead_letter_cannot_take_stays_in_the_broker(
     redis_url: str, tmp_path: Path
 ) -> None:
     queue = f"{RUN}-refuse"
-    emitted = celery_node(redis_url, queue, "ref.*", {"a": sink(tmp_path / "a.jsonl")})
-    served = celery_node(redis_url, queue, "ref.*", {"b": sink(tmp_path / "b.jsonl")})
+    emitted = celery_node(
+        redis_url, queue, "ref.*", {"a": sink(tmp_path / "a.jsonl")}, broker_options=FAST_RESTORE
+    )
+    served = celery_node(
+        redis_url, queue, "ref.*", {"b": sink(tmp_path / "b.jsonl")}, broker_options=FAST_RESTORE
+    )
     emitting = write_config(tmp_path / "emit.yaml", {"ref": emitted}, tmp_path / "e.jsonl")
     serving = write_config(tmp_path / "serve.yaml", {"ref": served}, tmp_path / "s.jsonl")
     worker = Worker(serving, tmp_path / "w1", "--dead-letter=/dev/full")
