@@ -48,7 +48,7 @@ from eventrouter.errors import (
 from eventrouter.event import IMMUTABLE_TYPES
 from eventrouter.typing import Backend, Event
 
-__all__ = ["DELIVERY_BUCKETS", "MAX_NOTICE_EVENTS", "WHEN_FULL", "BufferedBackend"]
+__all__ = ["DELIVERY_BUCKETS", "MAX_NOTICE_EVENTS", "WHEN_FULL", "BufferedBackend", "is_retryable"]
 
 log = logging.getLogger("eventrouter.buffered")
 
@@ -212,7 +212,12 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _retryable(exc: BaseException) -> bool:
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a delivery that raised ``exc`` is worth trying again later: a
+    :class:`~eventrouter.errors.DeliveryError` says so itself (``retryable``), an ``OSError``
+    (connection refused, reset, timed out) is, and any other exception is a permanent failure
+    (a bug, or data the destination cannot take). The one rule of buffered nodes and Celery
+    workers alike."""
     if isinstance(exc, DeliveryError):
         return exc.retryable
     return isinstance(exc, OSError)
@@ -684,7 +689,7 @@ class BufferedBackend:
                 first, started = now, time.monotonic()
             retry: list[_Item] = []
             for item, exc in failures:
-                if _retryable(exc):
+                if is_retryable(exc):
                     retry.append(item)
                 elif self._send_batch is not None and len(failures) > 1:
                     # A batch failed for good: maybe one poison event; try each half alone.
@@ -862,14 +867,18 @@ class BufferedBackend:
         Returns whether they were written.
         """
         dead_letter = self.dead_letter
-        written = dead_letter is not None and dead_letter.write_many(
-            events,
-            destination=self.path,
-            error=error,
-            attempts=attempts,
-            first_failure=first,
-            last_failure=last,
-        )
+        count = 0  # written whole: always the first `count` events
+        if dead_letter is not None:
+            count = dead_letter.write_many(
+                events,
+                destination=self.path,
+                error=error,
+                attempts=attempts,
+                first_failure=first,
+                last_failure=last,
+            )
+        written = count == len(events)
+        missing = len(events) - count
         why = reason or _REASONS.get(error, _signals.Reason.INTERNAL)
         lost: _signals.Reason | None = None
         if dead_letter is None:
@@ -878,24 +887,25 @@ class BufferedBackend:
         elif written:
             outcome = f"written to {dead_letter.path}"
         else:
-            outcome = f"LOST: the dead-letter file {dead_letter.path} cannot be written"
+            outcome = (
+                f"LOST {missing} of them: the dead-letter file {dead_letter.path} cannot be written"
+            )
             lost = _signals.Reason.DEAD_LETTER_UNWRITABLE
         with self._lock:
             self._failed_by[why] = self._failed_by.get(why, 0) + len(events)
-            if lost is None:
-                self._dead_lettered += len(events)
-            else:
-                self._lost += len(events)
-                self._lost_by[lost] = self._lost_by.get(lost, 0) + len(events)
+            self._dead_lettered += count
+            if lost is not None:
+                self._lost += missing
+                self._lost_by[lost] = self._lost_by.get(lost, 0) + missing
         if _signals.watched:  # events are kept for a signal only while it has receivers
             info = _signals.ErrorInfo(error, permanent)
             send = self._notify if defer else self._send_now
             if _signals.failed.receivers:
                 send(_signals.failed, events, error=info, reason=why)
-            if lost is None and _signals.dead_lettered.receivers:
-                send(_signals.dead_lettered, events, error=info, reason=why)
-            elif lost is not None and _signals.dropped.receivers:
-                send(_signals.dropped, events, error=info, reason=lost)
+            if count and _signals.dead_lettered.receivers:
+                send(_signals.dead_lettered, events[:count], error=info, reason=why)
+            if lost is not None and _signals.dropped.receivers:
+                send(_signals.dropped, events[count:], error=info, reason=lost)
         if quiet:
             return written
         if lost is not None:
