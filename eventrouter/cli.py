@@ -249,17 +249,20 @@ def _command(
 
 
 def _metrics_options(command: argparse.ArgumentParser) -> None:
+    from eventrouter.metrics import port_number
+
     command.add_argument(
         "--metrics-port",
-        type=int,
+        type=port_number,
         metavar="N",
-        help="serve Prometheus metrics on this port (needs eventrouter[prometheus])",
+        help="serve Prometheus metrics on this port, 1-65535 (needs eventrouter[prometheus])",
     )
     command.add_argument(
         "--metrics-host",
-        default="0.0.0.0",
+        default="127.0.0.1",
         metavar="HOST",
-        help="the address the metrics are served on (default: every interface)",
+        help="the address the metrics are served on (default: 127.0.0.1, this machine "
+        "only; 0.0.0.0 for every interface)",
     )
 
 

@@ -28,34 +28,24 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import Any
 
 from eventrouter import _fork
-from eventrouter.encoding import dumps
+from eventrouter._deadletter_read import (
+    DeadLetterReader,
+    DeadLetterRecord,
+    read_dead_letters,
+)
+from eventrouter.encoding import dumps, walk
 from eventrouter.typing import Event
 
 __all__ = ["DeadLetterFile", "DeadLetterReader", "DeadLetterRecord", "read_dead_letters"]
 
 log = logging.getLogger("eventrouter.deadletter")
 
-_RECORD_START = '{"destination":'
 _MAX_DEPTH = 100
-
-
-class DeadLetterRecord(TypedDict):
-    """One record of a dead-letter file, as :func:`read_dead_letters` returns it."""
-
-    destination: str
-    error: str
-    attempts: int
-    first_failure: str
-    last_failure: str
-    event: dict[str, Any]
-    lossy: NotRequired[bool]
-    backend: NotRequired[str]
-    """The former name of ``destination``, set to the same value while code moves over."""
 
 
 def _iso(value: dt.datetime | None, default: str) -> str:
@@ -75,12 +65,18 @@ def _reason(error: BaseException | str) -> str:
     return type(error).__name__
 
 
-def _safe(value: Any, active: set[int], depth: int) -> Any:
-    """JSON-native data for anything, touching values only through their exact types.
+def _safe(value: Any) -> Any:
+    """JSON-native data for anything, through the package's one walk
+    (:func:`eventrouter.encoding.walk`) with a strict leaf conversion.
 
-    Nothing here compares, hashes or formats a foreign object (whose ``__eq__``, ``tzinfo``
-    or ``__str__`` may raise): those become ``"<unencodable TYPE>"``.
+    Leaves are touched only through their exact types: a foreign object (whose ``__eq__``,
+    ``tzinfo`` or ``__str__`` may raise) becomes ``"<unencodable TYPE>"``, and so does a key
+    that is not a plain string.
     """
+    return walk(value, _safe_leaf, key=_safe_key, max_depth=_MAX_DEPTH)
+
+
+def _safe_leaf(value: Any) -> Any:
     kind = type(value)
     if value is None or kind is bool or kind is str:
         return value
@@ -90,31 +86,34 @@ def _safe(value: Any, active: set[int], depth: int) -> Any:
         return value
     if kind is float:
         return value if math.isfinite(value) else repr(value)
-    if depth > _MAX_DEPTH:
-        return "<nested too deeply>"
-    if kind is dict or kind is list or kind is tuple:
-        if id(value) in active:
-            return "<cycle>"
-        active.add(id(value))
-        try:
-            if kind is dict:
-                out: dict[str, Any] = {}
-                for key, item in list(value.items()):
-                    name = key if type(key) is str else _safe_key(key)
-                    while name in out:
-                        name += "~"
-                    out[name] = _safe(item, active, depth + 1)
-                return out
-            return [_safe(item, active, depth + 1) for item in value]
-        finally:
-            active.discard(id(value))
     if isinstance(value, dt.datetime):
         return _safe_datetime(value)
     try:
-        text = dumps(value)
-        return json.loads(text)
+        return json.loads(dumps(value))
     except Exception:
         return f"<unencodable {_type_name(value)}>"
+
+
+class _KeyName(str):
+    """A key's written name that never compares itself with the foreign key it stands for
+    (the walk checks a converted name against its original; that original may raise)."""
+
+    __slots__ = ()
+
+    def __ne__(self, other: object) -> bool:
+        return not isinstance(other, str) or str.__ne__(self, other)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def _safe_key(key: object) -> str:
+    if type(key) is str:
+        return key
+    leaf = _safe_leaf(key) if not isinstance(key, tuple) else f"<unencodable {_type_name(key)}>"
+    return _KeyName(leaf if isinstance(leaf, str) else json.dumps(leaf))
 
 
 def _safe_datetime(value: dt.datetime) -> str:
@@ -128,11 +127,6 @@ def _safe_datetime(value: dt.datetime) -> str:
         return "<unencodable datetime>"
 
 
-def _safe_key(key: object) -> str:
-    value = _safe(key, set(), _MAX_DEPTH)
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def _type_name(value: object) -> str:
     try:
         return str(type(value).__name__)
@@ -140,7 +134,7 @@ def _type_name(value: object) -> str:
         return "object"
 
 
-def encode_record(
+def _encode_record(
     event: object,
     *,
     destination: str,
@@ -167,7 +161,7 @@ def encode_record(
     except Exception:
         try:
             body = json.dumps(
-                _safe(event, set(), 0), ensure_ascii=True, allow_nan=False, separators=(",", ":")
+                _safe(event), ensure_ascii=True, allow_nan=False, separators=(",", ":")
             )
         except Exception:
             body = json.dumps(f"<unencodable {_type_name(event)}>")
@@ -238,14 +232,17 @@ class DeadLetterFile:
             last_failure: when the last attempt failed (default: now).
             backend: the former name of ``destination``, still accepted.
         """
-        return self.write_many(
-            [event],
-            destination=destination,
-            error=error,
-            attempts=attempts,
-            first_failure=first_failure,
-            last_failure=last_failure,
-            backend=backend,
+        return (
+            self.write_many(
+                [event],
+                destination=destination,
+                error=error,
+                attempts=attempts,
+                first_failure=first_failure,
+                last_failure=last_failure,
+                backend=backend,
+            )
+            == 1
         )
 
     def write_many(
@@ -258,10 +255,12 @@ class DeadLetterFile:
         first_failure: dt.datetime | None = None,
         last_failure: dt.datetime | None = None,
         backend: str | None = None,
-    ) -> bool:
-        """Append several events that failed together; ``True`` only if all were written.
+    ) -> int:
+        """Append several events that failed together; the number written whole.
 
-        Takes the same keywords as :meth:`write`.
+        The records are written in order, so the events written are ``events[:n]``: a
+        caller counts those as dead-lettered and the rest as lost (or keeps them to try
+        again). Takes the same keywords as :meth:`write`.
         """
         try:
             now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
@@ -270,7 +269,7 @@ class DeadLetterFile:
             last = _iso(last_failure, now)
             reason = _reason(error)
             encoded = [
-                encode_record(
+                _encode_record(
                     event,
                     destination=where,
                     error=reason,
@@ -286,13 +285,13 @@ class DeadLetterFile:
             log.exception("could not encode dead-letter records")
             with self._lock:
                 self.write_errors += len(events)
-            return False
+            return 0
         with self._lock:
             written = self._append(records)
             self.written += written
             self.write_errors += len(records) - written
             self.lossy += lossy
-        return written == len(records)
+        return written
 
     def _append(self, records: list[bytes]) -> int:
         """Write ``records`` at the end of the file; the number written whole."""
@@ -423,85 +422,3 @@ class DeadLetterFile:
 def _write(fd: int, data: bytes) -> int:
     """``os.write``: a seam the tests replace to write short."""
     return os.write(fd, data)
-
-
-class DeadLetterReader:
-    """Iterates over the records of one dead-letter file, skipping damaged lines.
-
-    Attributes:
-        damaged: how many non-blank lines were not records (cut short by a full disk, or
-            edited by hand); set as the iteration goes.
-        damaged_lines: the first 100 of their line numbers.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.damaged = 0
-        self.damaged_lines: list[int] = []
-
-    def __iter__(self) -> Iterator[DeadLetterRecord]:
-        with open(self.path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                if not raw.strip():
-                    continue
-                record = _parse(raw)
-                if record is None:
-                    self._damage(number)
-                    continue
-                if record[1]:  # a fragment glued in front of a whole record
-                    self._damage(number)
-                yield record[0]
-
-    def _damage(self, number: int) -> None:
-        self.damaged += 1
-        if len(self.damaged_lines) < 100:
-            self.damaged_lines.append(number)
-
-
-def _parse(raw: bytes) -> tuple[DeadLetterRecord, bool] | None:
-    """The record on a line, and whether something damaged came before it on that line."""
-    try:
-        text = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return None
-    record = _record(text)
-    if record is not None:
-        return record, False
-    start = text.rfind(_RECORD_START)
-    while start > 0:
-        record = _record(text[start:])
-        if record is not None:
-            return record, True
-        start = text.rfind(_RECORD_START, 0, start)
-    return None
-
-
-def _record(text: str) -> DeadLetterRecord | None:
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(value, dict) or not isinstance(value.get("event"), dict):
-        return None
-    if "destination" not in value and "backend" in value:  # written before 0.2
-        value["destination"] = value.pop("backend")
-        value.setdefault("first_failure", value.get("failed_at", ""))
-        value.setdefault("last_failure", value.pop("failed_at", ""))
-    if not isinstance(value.get("destination"), str):
-        return None
-    value["backend"] = value["destination"]
-    value.setdefault("error", "")
-    value.setdefault("attempts", 1)
-    value.setdefault("first_failure", "")
-    value.setdefault("last_failure", "")
-    return value  # type: ignore[return-value]
-
-
-def read_dead_letters(path: str | os.PathLike[str]) -> DeadLetterReader:
-    """The records of a dead-letter file (iterate over the result).
-
-    A damaged line is skipped and counted in the reader's ``damaged``, never fatal. Records
-    written by older versions (``backend``, ``failed_at``) are returned with the current keys;
-    every record also carries ``backend``, the former name of ``destination``.
-    """
-    return DeadLetterReader(path)

@@ -14,6 +14,8 @@ __all__ = [
     "DeliveryError",
     "EventEmissionExit",
     "EventRouterError",
+    "MetricsPortError",
+    "MetricsRegistrationError",
     "MissingExtraError",
     "OptionError",
     "OptionTypeError",
@@ -289,3 +291,16 @@ class SubtreeMismatchError(EventRouterError):
     def __reduce__(self) -> tuple[type[SubtreeMismatchError], tuple[object, ...]]:
         # Celery pickles a task's exception; keep its class, not just its message
         return (type(self), (self.path, self.fingerprint, self.found, self.served))
+
+
+class MetricsRegistrationError(EventRouterError, ValueError):
+    """A tree was registered with an exporter where its series would clash with another's.
+
+    Give each tree registered on one Prometheus registry (or in one multiprocess process)
+    its own ``name``: it becomes the ``tracker`` label of every series.
+    """
+
+
+class MetricsPortError(EventRouterError, OSError):
+    """The metrics could not be served on the port asked for (``--metrics-port``): it is
+    taken, or not this process's to open. Choose another port."""

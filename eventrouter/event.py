@@ -78,6 +78,9 @@ _IMMUTABLE = IMMUTABLE_TYPES  # the hot path's local name
 #: are a handful of levels deep; anything deeper is probably cyclic.
 _FAST_DEPTH = 48
 
+#: A memo lookup's default: no copy of that object yet (``None`` can be a copy).
+_MISSING: Any = object()
+
 
 class _TooDeep(Exception):
     """Internal: the fast path met data deeper than ``_FAST_DEPTH`` (or a cycle)."""
@@ -300,6 +303,3 @@ def _copy_iterative(root: Any) -> Any:
         else:
             store(frame, child)
     return result[0]
-
-
-_MISSING: Any = object()

@@ -29,11 +29,15 @@ from eventrouter import _fork
 from eventrouter.errors import EventRouterError
 
 __all__ = [
+    "DEFAULT_EXIT_TIMEOUT",
+    "GRACE",
     "close_open_nodes",
     "install_signal_handlers",
     "remaining",
     "run_within",
     "set_exit_timeout",
+    "track",
+    "untrack",
     "with_timeout",
 ]
 
@@ -59,13 +63,21 @@ _exit_timeout = DEFAULT_EXIT_TIMEOUT
 
 
 def track(node: _Node) -> None:
-    """Close ``node`` at interpreter exit unless it is closed before."""
+    """Close ``node`` at interpreter exit (and in :func:`close_open_nodes`) unless it is
+    closed before; what it holds then goes to its dead-letter file.
+
+    For nodes that buffer, as :class:`~eventrouter.backends.buffered.BufferedBackend` does:
+    ``node`` has ``_begin_close(deadline)`` (stop taking events, start delivering what is
+    left) and ``_finish_close(deadline)`` (wait, then dead-letter the rest), ``deadline``
+    being a ``time.monotonic()`` value or ``None``. Only a weak reference is kept.
+    """
     with _lock:
         _open.add(node)
 
 
 def untrack(node: _Node) -> None:
-    """``node`` was closed: nothing to do for it at exit."""
+    """Forget ``node`` (it was closed): nothing is left to do for it at exit. A node that
+    was never tracked is ignored."""
     with _lock:
         _open.discard(node)
 

@@ -6,9 +6,12 @@ resolves that dotted path in the tree and hands the event to that node alone (to
 ``replay_batch(events)`` when it has one: a node whose own processors already ran on the
 event, such as a celery node that could not publish, delivers it without running them
 again), through a buffered node of its own (retries, backoff, poison isolation) whose dead
-letter is a *new* file. An input file is renamed ``<file>.replayed`` only once every record
-in it is settled: delivered, or written to the new dead-letter file (records not selected by
-``only``, or whose destination is not in the tree, are carried over to it unchanged).
+letter is a *new* file. A record whose destination is a router (a worker's refused task
+names the celery node) is fanned out to that router's children without running its own
+processors again, and every leaf counts and dead-letters its own failures. An input file is
+renamed ``<file>.replayed`` only once every record in it is settled: delivered, or written
+to the new dead-letter file (records not selected by ``only``, or whose destination is not
+in the tree, are carried over to it unchanged).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from eventrouter.backends.buffered import BufferedBackend
 from eventrouter.backends.routing import RoutingBackend
 from eventrouter.deadletter import DeadLetterFile, DeadLetterRecord, read_dead_letters
 from eventrouter.encoding import parse_timestamp
+from eventrouter.errors import EventEmissionExit
+from eventrouter.event import copy_event
 from eventrouter.typing import Backend, Event
 
 __all__ = ["DestinationCounts", "ReplayReport", "default_dead_letter_path", "replay", "resolve"]
@@ -131,7 +136,25 @@ class _Replayer:
         self.dead_letter = dead_letter
         self.only = only
         self.nodes: dict[str, BufferedBackend | None] = {}
+        self.fan_outs: dict[str, _FanOut] = {}
         self.report = ReplayReport(dead_letter=dead_letter.path)
+
+    def target(self, destination: str) -> BufferedBackend | _FanOut | None:
+        """Where the events of ``destination`` are sent: the node's own replay node, or,
+        for a router, a fan-out to the replay nodes of its children."""
+        if destination in self.fan_outs:
+            return self.fan_outs[destination]
+        if destination not in self.nodes:
+            found = resolve(self.root, destination)
+            if isinstance(found, BufferedBackend):
+                found = found.backend
+            if isinstance(found, RoutingBackend) and not callable(
+                getattr(found, "replay_batch", None)
+            ):
+                fan_out = _FanOut(self, destination, found)
+                self.fan_outs[destination] = fan_out
+                return fan_out
+        return self.node(destination)
 
     def node(self, destination: str) -> BufferedBackend | None:
         if destination in self.nodes:
@@ -184,7 +207,7 @@ class _Replayer:
             if not dry_run:
                 self.carry(record)
             return
-        node = self.node(destination)
+        node = self.target(destination)
         if node is None:
             self.report.unknown += 1
             self.report.unknown_paths.add(destination)
@@ -228,6 +251,32 @@ class _Replayer:
             counts.failed_again = stats["dead_lettered"]
             counts.lost = stats["lost"]
         self.dead_letter.close()
+
+
+class _FanOut:
+    """A router as a replay destination: its events (processed by it already, such as a
+    worker's refused task for a celery node) go to each of its children's replay nodes, so
+    every leaf counts and dead-letters its own failures in the replay's new file. Routers
+    below run their processors on the way, as they would have."""
+
+    def __init__(self, replayer: _Replayer, path: str, router: RoutingBackend) -> None:
+        self.replayer = replayer
+        self.path = path
+        self.router = router
+
+    def send(self, event: Event) -> None:
+        for name, child in list(self.router.backends.items()):
+            path = f"{self.path}.{name}"
+            inner = child.backend if isinstance(child, BufferedBackend) else child
+            copy = copy_event(event)
+            if isinstance(inner, RoutingBackend):
+                try:
+                    copy = inner.process_event(copy)
+                except EventEmissionExit:
+                    continue
+            target = self.replayer.target(path)
+            if target is not None:
+                target.send(copy)
 
 
 class _ReplayEntry:

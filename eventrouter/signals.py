@@ -51,14 +51,19 @@ import contextlib
 import enum
 import logging
 import threading
+import time
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
 from blinker import ANY, NamedSignal
 from blinker.base import ANY_ID
 
+from eventrouter import _fork
+
 __all__ = [
+    "LOG_EVERY",
     "SIGNALS",
+    "DropLog",
     "ErrorInfo",
     "Reason",
     "dead_lettered",
@@ -67,6 +72,7 @@ __all__ = [
     "emitted",
     "error_info",
     "failed",
+    "leaf_dropped",
     "receiver_errors",
     "retried",
     "send",
@@ -80,8 +86,9 @@ class Reason(enum.StrEnum):
     """Why events failed or were dropped: the one taxonomy of signals, logs and ``stats()``.
 
     ``DROP_OLDEST`` and ``DROP_NEWEST`` are also the keys of a buffered node's
-    ``stats()["dropped"]``; ``NO_DEAD_LETTER`` and ``DEAD_LETTER_UNWRITABLE`` are what its
-    ``stats()["lost"]`` counts.
+    ``stats()["dropped"]``; ``NO_DEAD_LETTER`` and ``DEAD_LETTER_UNWRITABLE`` the keys of its
+    ``stats()["lost_by"]``; ``TOO_LARGE``, ``SUPPRESSED``, ``UNWRITABLE`` and ``SKIPPED`` are
+    what a JSON log or Segment backend drops itself (their own ``stats()``).
     """
 
     BACKEND_ERROR = "backend_error"
@@ -112,6 +119,12 @@ class Reason(enum.StrEnum):
     """Given up on, and the node has no dead-letter file: lost."""
     DEAD_LETTER_UNWRITABLE = "dead_letter_unwritable"
     """Given up on, and the dead-letter file could not be written: lost."""
+    SUPPRESSED = "suppressed"
+    """A JSON log backend's logger was not enabled for its level: the line was not written."""
+    UNWRITABLE = "unwritable"
+    """A JSON log backend accepted the line but could not write it by ``close()``."""
+    SKIPPED = "skipped"
+    """Segment skipped the event: no user to attribute it to, or sending is off."""
 
 
 class ErrorInfo(NamedTuple):
@@ -207,3 +220,58 @@ def send(signal: NamedSignal, sender: str, **kwargs: Any) -> None:
                     sender,
                     type(exc).__name__,
                 )
+
+
+LOG_EVERY = 10.0
+"""Seconds between two log lines about drops of one node and reason (all are counted)."""
+
+
+class DropLog:
+    """Says when a node may log a drop again: at most once per ``every`` seconds per reason,
+    with the count of the drops since its last line. Thread-safe; renewed in a forked child.
+    """
+
+    def __init__(self, every: float = LOG_EVERY) -> None:
+        self.every = every
+        self._lock = threading.Lock()
+        self._next: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+        _fork.register(self)
+
+    def due(self, reason: str) -> int | None:
+        """``None`` to stay quiet (the drop is added to the count), else how many drops of
+        ``reason`` were held back since the last line."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next.get(reason, 0.0):
+                self._held[reason] = self._held.get(reason, 0) + 1
+                return None
+            self._next[reason] = now + self.every
+            return self._held.pop(reason, 0)
+
+
+class _LeafDrops(threading.local):
+    drops = 0
+    """How many times :func:`leaf_dropped` signalled on this thread."""
+
+
+_leaf = _LeafDrops()
+
+
+def leaf_dropped(path: str, events: list[Any], reason: Reason) -> None:
+    """A synchronous backend at ``path`` accepted ``events`` and dropped them itself (a JSON
+    log's oversize line): signal ``failed`` and ``dropped`` (with ``reason``), and have the
+    router calling it signal no ``delivered`` for them. Costs one check with no receiver."""
+    if not watched:
+        return
+    _leaf.drops += 1
+    if failed.receivers:
+        send(failed, path, events=events, reason=reason)
+    if dropped.receivers:
+        send(dropped, path, events=events, reason=reason)
+
+
+def leaf_drops() -> int:
+    """How many times :func:`leaf_dropped` signalled on this thread (routers compare it
+    around a backend's ``send``)."""
+    return _leaf.drops

@@ -57,7 +57,8 @@ def capture_events(
 
     Yields:
         The list the emitted envelopes are appended to (copies, as emitted: before any
-        processor runs).
+        processor runs). Events emitted inside ``tracker.muted()`` (an ignored request
+        path) are not emitted, so not captured.
     """
     events: list[Event] = []
     temporary: str | None = None

@@ -11,6 +11,9 @@ Contexts entered with :meth:`Tracker.context` (or ``enter_context``/``exit_conte
 :class:`contextvars.ContextVar`, so they are private to the thread and the asyncio task that
 entered them. As in event-tracking, entering a name already entered replaces that context in
 its place, and the mapping entered is the one read at each emit, so later changes to it show.
+
+Inside ``with tracker.muted():`` the tracker drops what is emitted, before any processor
+runs (the web integrations mute the requests to ``ignore_paths``, such as health checks).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from eventrouter.backends.routing import RoutingBackend
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.errors import TrackerNotRegisteredError
 from eventrouter.event import build_event
+from eventrouter.lifecycle import remaining
 from eventrouter.typing import Backend, Event, Processor
 
 __all__ = ["Tracker", "emit", "get_tracker", "register_tracker", "unregister_tracker"]
@@ -40,7 +44,6 @@ log = logging.getLogger("eventrouter.tracker")
 # are the caller's objects, read at each emit.
 _Stack = tuple[tuple[str, Mapping[str, Any]], ...]
 _EMPTY: _Stack = ()
-_MISSING: Any = object()
 
 
 class Tracker:
@@ -70,9 +73,13 @@ class Tracker:
         self._stack: contextvars.ContextVar[_Stack] = contextvars.ContextVar(
             f"eventrouter_context_{id(self):x}", default=_EMPTY
         )
+        self._muted: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            f"eventrouter_muted_{id(self):x}", default=False
+        )
         self._lock = threading.Lock()
         _fork.register(self)
         self._internal_errors = 0
+        self._muted_events = 0
 
     # -- the tree ---------------------------------------------------------------------------
 
@@ -104,10 +111,14 @@ class Tracker:
         """Build an event from ``name``, ``data`` and the current context, and route it.
 
         Raises only for programmer errors, at once: ``TypeError`` when ``name`` is not a
-        ``str`` or ``data`` not a mapping (or ``None``), ``ValueError`` when ``name`` is empty.
-        Failures downstream are logged and counted, never raised.
+        ``str`` or ``data`` not a mapping (or ``None``), ``ValueError`` when ``name`` is empty;
+        inside a :meth:`muted` block too. Failures downstream are logged and counted, never
+        raised.
         """
         event = build_event(name, data, context=_merge(self._stack.get()))
+        if self._muted.get():
+            self._count_muted()
+            return
         try:
             self.router.send(event)
         except Exception as exc:
@@ -117,12 +128,32 @@ class Tracker:
         """Route an already built envelope (from :func:`eventrouter.event.build_event`).
 
         Used to replay or import events that keep their own id, timestamp and context.
-        Like :meth:`emit`, it never raises for a failure downstream.
+        Like :meth:`emit`, it never raises for a failure downstream, and drops the event
+        inside a :meth:`muted` block.
         """
+        if self._muted.get():
+            self._count_muted()
+            return
         try:
             self.router.send(event)
         except Exception as exc:
             self._routing_failed(event, exc)
+
+    def muted(self) -> AbstractContextManager[None]:
+        """``with tracker.muted():`` drops every event this tracker is given in the block.
+
+        Like a context, it holds in this thread or asyncio task, and in the code that runs
+        with a copy of its context (tasks it creates, :mod:`eventrouter.integrations.threads`),
+        for this tracker only. The events never reach the root router: no processor sees
+        them, no signal is sent, :func:`eventrouter.testing.capture_events` does not capture
+        them; they are counted as ``muted`` in :meth:`stats`. Programmer errors still raise.
+        Blocks nest. The web integrations enter one around each request to ``ignore_paths``.
+        """
+        return _Mute(self._muted)
+
+    def _count_muted(self) -> None:
+        with self._lock:
+            self._muted_events += 1
 
     def _routing_failed(self, event: Event, exc: Exception) -> None:
         """The root router raised (only a router that is not ours can): count, log once."""
@@ -188,11 +219,14 @@ class Tracker:
     def stats(self) -> dict[str, Any]:
         """The counters of the whole tree (see :meth:`RoutingBackend.stats`).
 
-        ``internal_errors`` also counts the events a root router of another kind raised on.
+        ``internal_errors`` also counts the events a root router of another kind raised on;
+        ``muted`` counts the events dropped inside :meth:`muted` blocks (never routed, so
+        in no other counter).
         """
         out = dict(self.router.stats())
         with self._lock:
             internal = self._internal_errors
+            out["muted"] = self._muted_events
         if internal or "internal_errors" in out:
             out["internal_errors"] = out.get("internal_errors", 0) + internal
         return out
@@ -207,7 +241,7 @@ class Tracker:
         dead-letter file."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self.router.flush(timeout)
-        self.router.close(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self.router.close(remaining(deadline))
 
     def __repr__(self) -> str:
         return f"Tracker({self.router!r})"
@@ -250,6 +284,31 @@ class _Block:
                 var.set(_put(entries, name, values))
                 return
         var.set(tuple(entry for entry in entries if entry[0] != name))
+
+
+class _Mute:
+    """One ``with tracker.muted():`` block (a class, like :class:`_Block`)."""
+
+    __slots__ = ("_before", "_token", "_var")
+
+    def __init__(self, var: contextvars.ContextVar[bool]) -> None:
+        self._var = var
+        self._before = False
+        self._token: contextvars.Token[bool] | None = None
+
+    def __enter__(self) -> None:
+        var = self._var
+        self._before = var.get()
+        self._token = var.set(True)
+
+    def __exit__(self, *exc_info: object) -> None:
+        token, self._token = self._token, None
+        if token is None:
+            return
+        try:
+            self._var.reset(token)
+        except ValueError:  # left in another context than it was entered in
+            self._var.set(self._before)
 
 
 def _put(entries: _Stack, name: str, ctx: Mapping[str, Any]) -> _Stack:

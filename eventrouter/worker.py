@@ -18,15 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from eventrouter.backends._celery_delivery import write_dead_letter
+from eventrouter.backends._celery_settings import PYTHON_FINGERPRINT, RetryPolicy, configure_app
 from eventrouter.backends.buffered import BufferedBackend
-from eventrouter.backends.celery import (
-    MEMORY_BROKER,
-    TASK_NAME,
-    CeleryRouter,
-    configure_app,
-    decode_batch,
-    write_dead_letter,
-)
+from eventrouter.backends.celery import MEMORY_BROKER, TASK_NAME, CeleryRouter, decode_batch
 from eventrouter.backends.routing import RoutingBackend
 from eventrouter.deadletter import DeadLetterFile
 from eventrouter.errors import EventRouterError, SubtreeMismatchError
@@ -119,7 +114,7 @@ class WorkerTree:
 
         Raises:
             SubtreeMismatchError: no served node has ``path``, or its fingerprint differs;
-                the task's events have been dead-lettered.
+                the task's events have been dead-lettered (see :meth:`refuse`).
         """
         node = self.nodes.get(path)
         if node is not None and node.fingerprint == fingerprint:
@@ -130,8 +125,9 @@ class WorkerTree:
         self.refuse(path, payload, error)
         raise error
 
-    def refuse(self, path: str, payload: str, error: BaseException) -> None:
-        """Dead-letter the events of a task this worker will not run."""
+    def refuse(self, path: str, payload: str, error: BaseException) -> bool:
+        """Dead-letter the events of a task this worker will not run; whether all of them
+        were written (if not, the task must stay in the broker)."""
         try:
             events = decode_batch(payload)
         except ValueError:
@@ -144,14 +140,25 @@ class WorkerTree:
             attempts=1,
             first_failure=None,
         )
+        settled = written == len(events)
+        hint = ""
+        fingerprint = getattr(error, "fingerprint", "")
+        if isinstance(fingerprint, str) and fingerprint.startswith(PYTHON_FINGERPRINT):
+            hint = (
+                " (the task comes from a CeleryRouter built in Python: only a tree loaded from "
+                "the workers' YAML, eventrouter.load(CONFIG), publishes tasks they accept)"
+            )
         log.error(
-            "%s; its %d event(s) are %s",
+            "%s%s; its %d event(s) are %s",
             error,
+            hint,
             len(events),
             f"in {self.dead_letter.path}"
-            if written
-            else f"LOST: the dead-letter file {self.dead_letter.path} cannot be written",
+            if settled
+            else f"NOT SETTLED: the dead-letter file {self.dead_letter.path} cannot be written; "
+            "the task is kept in the broker and tried again",
         )
+        return settled
 
 
 def _check_served(
@@ -219,22 +226,38 @@ def run_task(
     pending: Mapping[str, Sequence[int]] | None,
     first_failure: str | None,
 ) -> None:
-    """The body of the delivery task: deliver, retry what failed, or dead-letter it."""
-    node = tree.lookup(path, fingerprint, payload)
+    """The body of the delivery task: deliver, retry what failed, or dead-letter it.
+
+    The task returns (and is acknowledged) only once every event is delivered or in the
+    dead letter; events the dead letter cannot take keep the task in the broker.
+    """
+    retries: int = task.request.retries
+    node = tree.nodes.get(path)
+    if node is None or node.fingerprint != fingerprint:
+        error = SubtreeMismatchError(
+            path, fingerprint, None if node is None else node.fingerprint, sorted(tree.nodes)
+        )
+        if not tree.refuse(path, payload, error):
+            _hold(task, path, fingerprint, payload, None, first_failure, RetryPolicy(), retries)
+        raise error
     try:
         events = decode_batch(payload)
     except ValueError as exc:
-        tree.refuse(path, payload, exc)
+        if not tree.refuse(path, payload, exc):
+            _hold(task, path, fingerprint, payload, None, first_failure, RetryPolicy(), retries)
         raise
-    retries: int = task.request.retries
     outcome = node.deliver(events, pending, attempt=retries + 1, first_failure=first_failure)
-    if not outcome.pending:
-        return
     first = first_failure or dt.datetime.now(dt.UTC).isoformat()
     policy = node.retry_policy
-    if retries >= policy.max_retries:
+    if outcome.pending and retries >= policy.max_retries:
         node.give_up(events, outcome, attempts=retries + 1, first_failure=first)
+        outcome.pending = {}
+    if outcome.unsettled and not outcome.pending:
+        _hold(task, path, fingerprint, payload, outcome.unsettled, first, policy, retries)
+    if not outcome.pending:
         return
+    for where, indexes in outcome.unsettled.items():  # tried again with the rest
+        outcome.pending.setdefault(where, []).extend(indexes)
     count = sum(len(indexes) for indexes in outcome.pending.values())
     countdown = policy.countdown(retries, outcome.retry_after)
     from celery.exceptions import Reject
@@ -257,6 +280,8 @@ def run_task(
             count,
         )
         node.give_up(events, outcome, attempts=retries + 1, first_failure=first)
+        if outcome.unsettled:
+            raise Reject(exc.reason, requeue=True) from None
         return
     node.note_retry(count)
     log.warning(
@@ -268,6 +293,36 @@ def run_task(
         policy.max_retries,
         countdown,
     )
+    raise retry
+
+
+def _hold(  # noqa: PLR0917 - the task's own arguments, passed on
+    task: Any,
+    path: str,
+    fingerprint: str,
+    payload: str,
+    pending: Mapping[str, Sequence[int]] | None,
+    first_failure: str | None,
+    policy: RetryPolicy,
+    retries: int,
+) -> None:
+    """Keep a task whose events the dead letter could not take in the broker: schedule it
+    again (no limit on these retries), or, if even that fails, reject it back to its queue.
+    Never returns."""
+    from celery.exceptions import Reject
+
+    countdown = policy.countdown(min(retries, 30))
+    try:
+        retry = task.retry(
+            args=[path, fingerprint, payload],
+            kwargs={"pending": pending, "first_failure": first_failure},
+            countdown=countdown,
+            max_retries=None,
+            throw=False,
+        )
+    except Reject as exc:
+        raise Reject(exc.reason, requeue=True) from None
+    log.warning("%s: task kept in the broker; tried again in %.1f s", path, countdown)
     raise retry
 
 
@@ -313,6 +368,7 @@ def run(
 
         prometheus.register(tree.tracker, interval=1.0)
         prometheus.serve(*metrics)
+        prometheus.mark_celery_children_dead_at_exit()
     print(banner(tree, config), file=out or sys.stdout, flush=True)
     app = make_app(tree)
     argv = [

@@ -273,7 +273,9 @@ def test_memory_broker_dead_letters_after_the_last_retry(tmp_path: Path) -> None
     stats = tracker.router.backends["analytics"].stats()
     assert stats["dead_lettered"] == 5
     assert stats["delivered"] == 0
-    assert stats["backends"] == {"sink": {"delivered": 0, "failed": 5}}
+    assert stats["backends"] == {
+        "sink": {"delivered": 0, "failed": 5, "dead_lettered": 5, "lost": 0}
+    }
 
 
 def test_a_node_publishing_to_workers_does_not_claim_its_backends_delivered() -> None:

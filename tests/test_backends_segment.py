@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import email.utils
+import gzip
 import http.server
+import json
 import logging
 import subprocess
 import sys
@@ -25,11 +27,14 @@ from conftest import (
     needs_fork,
     run_in_fork,
 )
+from segment.analytics.client import Client
 from segment.analytics.consumer import Consumer
+from segment.analytics.request import DatetimeSerializer
 
 import eventrouter
 import eventrouter.backends.segment as segment_module
 from eventrouter import DeliveryError, MissingExtraError, build_event
+from eventrouter.backends._segment_messages import to_segment_call
 from eventrouter.backends.buffered import BufferedBackend
 from eventrouter.backends.segment import SegmentBackend
 from eventrouter.deadletter import DeadLetterFile, read_dead_letters
@@ -266,6 +271,90 @@ def test_a_large_batch_is_posted_in_requests_within_segments_size_limit(
     assert len(segment_ingest.requests) >= 2
     assert all(len(r["body"]["batch"]) < 40 for r in segment_ingest.requests)
     assert message_ids(segment_ingest) == [e["id"] for e in events]
+
+
+class _RawIngest:
+    """Segment's batch API as a recorder of raw request bodies (gunzipped), answering 200."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        ingest = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    raw = gzip.decompress(raw)
+                ingest.bodies.append(raw)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def raw_ingest() -> Iterator[_RawIngest]:
+    ingest = _RawIngest()
+    yield ingest
+    ingest.close()
+
+
+def segment_body(messages: list[dict[str, Any]], body: bytes) -> bytes:
+    """The body segment-analytics-python writes for ``messages`` (``sentAt`` from ``body``)."""
+    sent_at = json.loads(body)["sentAt"]
+    document = {"batch": messages, "sentAt": sent_at, "writeKey": WRITE_KEY}
+    return json.dumps(document, cls=DatetimeSerializer).encode()
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_the_body_is_byte_for_byte_what_segments_client_writes(
+    make_backend: Factory, raw_ingest: _RawIngest, compress: bool
+) -> None:
+    events = [event("a.one"), event("b.two", user_id="ü-7", ip="203.0.113.9", path="/x")]
+    events[1]["data"] = {"text": 'naïve ☃ "quoted"', "n": 1.5, "deep": {"l": [1, None, True]}}
+    events.extend(over_one_request())  # two requests: each is joined from its own messages
+    make_backend(host=raw_ingest.url, gzip=compress).send_batch(events)
+    builder = Client(WRITE_KEY, send=False, sync_mode=True)
+    calls = [to_segment_call(e) for e in events]
+    expected = [builder.track(**call)[1] for call in calls if isinstance(call, dict)]
+    assert len(raw_ingest.bodies) >= 2
+    start = 0
+    for body in raw_ingest.bodies:
+        count = len(json.loads(body)["batch"])
+        assert body == segment_body(expected[start : start + count], body)
+        start += count
+    assert start == len(expected) == len(events)
+
+
+@pytest.mark.peers
+def test_each_message_is_encoded_once_on_our_side(
+    make_backend: Factory, segment_ingest: SegmentIngest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventrouter.backends import _segment_http
+
+    encoded: list[object] = []
+
+    def dumps(value: object, **options: Any) -> str:
+        if isinstance(value, dict):  # a message or a whole body; not sentAt or the key
+            encoded.append(value)
+        return json.dumps(value, **options)
+
+    monkeypatch.setattr(_segment_http, "json", types.SimpleNamespace(dumps=dumps))
+    make_backend().send_batch([event("a"), event("b"), event("c")])
+    assert len(segment_ingest.messages) == 3
+    assert [m["event"] for m in encoded] == ["a", "b", "c"]  # type: ignore[index]
 
 
 # -- failures -----------------------------------------------------------------------------

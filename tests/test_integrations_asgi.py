@@ -168,8 +168,12 @@ def test_nothing_is_left_after_the_response(client: TestClient, memory: MemoryBa
 
 
 def test_an_ignored_path_emits_nothing(client: TestClient, memory: MemoryBackend) -> None:
+    get_tracker().router.processors = [lambda event: event]  # the user replaces the chain
     assert client.get("/health").status_code == 200
     assert memory.events == []
+    stats = get_tracker().stats()
+    assert (stats["muted"], stats["vetoed"], stats["received"]) == (1, 0, 0)
+    assert len(get_tracker().processors) == 1  # nothing added to the user's chain
 
 
 def test_a_streamed_responses_chunks_carry_its_context(
@@ -443,3 +447,18 @@ async def test_user_id_is_the_identity_else_the_username(
     await TrackingContextMiddleware(app)({**http_scope("/x", {}), "user": user}, None, None)  # type: ignore[arg-type]
     context = memory.events[0]["context"]
     assert (context["user_id"], context["username"]) == expected
+
+
+def test_requests_go_on_without_a_registered_tracker(caplog: pytest.LogCaptureFixture) -> None:
+    from eventrouter.tracker import register_tracker, unregister_tracker
+
+    previous = unregister_tracker()
+    try:
+        with TestClient(make_app()) as client:
+            assert [client.get("/missing").status_code for _ in range(3)] == [404] * 3
+    finally:
+        if previous is not None:
+            register_tracker(previous)
+    warnings = [r for r in caplog.records if "no tracker is registered" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "tracker=" in warnings[0].getMessage()

@@ -90,6 +90,25 @@ def test_values_a_message_cannot_carry_travel_as_text(memory: MemoryBackend) -> 
     json.dumps(headers)
 
 
+def test_tasks_go_on_without_a_registered_tracker(
+    memory: MemoryBackend, eager: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    from eventrouter.integrations.celery import carry_context
+
+    carry_context("nowhere")  # no tracker is registered under that name
+    try:
+        for label in ("a", "b", "c"):
+            integ_celery_app.record.apply_async((label,), headers={HEADER: {"user_id": 1}})
+    finally:
+        carry_context()  # back to the default tracker, as integ_celery_app set it
+    # The tasks ran (they emit through the default tracker) without the carried context.
+    assert [e["context"] for e in memory.events if e["name"] == "task.ran"] == [{}] * 3
+    warnings = [r for r in caplog.records if "no tracker is registered" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "'nowhere'" in warnings[0].getMessage()
+    assert "tasks carry no context" in warnings[0].getMessage()
+
+
 def test_a_carried_header_is_bounded_where_the_task_enters_it(
     memory: MemoryBackend, eager: None
 ) -> None:

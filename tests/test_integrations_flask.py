@@ -164,8 +164,12 @@ def test_a_spoofed_forwarded_for_is_ignored_unless_the_proxy_is_trusted(
 
 
 def test_an_ignored_path_emits_nothing(client: Any, memory: MemoryBackend) -> None:
+    get_tracker().router.processors = [lambda event: event]  # the user replaces the chain
     assert client.get("/health").status_code == 200
     assert memory.events == []
+    stats = get_tracker().stats()
+    assert (stats["muted"], stats["vetoed"], stats["received"]) == (1, 0, 0)
+    assert len(get_tracker().processors) == 1  # nothing added to the user's chain
     client.get("/hello/1")
     assert len(memory.events) == 2
 
@@ -252,3 +256,20 @@ def test_a_malformed_option_is_refused_at_init_app() -> None:
     app = make_app(EVENTROUTER_TRUSTED_PROXIES="10.0.0.1")
     with pytest.raises(TypeError, match="trusted_proxies"):
         init_app(app)
+
+
+def test_requests_go_on_without_a_registered_tracker(caplog: pytest.LogCaptureFixture) -> None:
+    from eventrouter.tracker import register_tracker, unregister_tracker
+
+    previous = unregister_tracker()
+    try:
+        app = make_app()
+        assert init_app(app) is None
+        client = app.test_client()
+        assert [client.get("/login").status_code for _ in range(3)] == [200] * 3
+    finally:
+        if previous is not None:
+            register_tracker(previous)
+    warnings = [r for r in caplog.records if "no tracker is registered" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "EVENTROUTER_CONFIG" in warnings[0].getMessage()

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from conftest import lock_held_elsewhere, needs_fork, run_in_fork
 
-from eventrouter import MemoryBackend, Tracker
+from eventrouter import Tracker
 from eventrouter.integrations._request import (
     CONTEXT_KEYS,
     RequestContextBuilder,
-    drop_ignored,
-    install_ignore_filter,
-    muted,
+    TrackerRef,
 )
 from eventrouter.integrations.threads import ContextThreadPoolExecutor, with_context
+from eventrouter.tracker import register_tracker, unregister_tracker
 
 
 def builder(**options: Any) -> RequestContextBuilder:
@@ -97,17 +97,33 @@ def test_a_hook_that_fails_is_logged_once_by_type_only(caplog: pytest.LogCapture
     assert "SECRET-DATA" not in caplog.text
 
 
-def test_muted_events_are_vetoed_and_counted() -> None:
-    memory = MemoryBackend()
-    tracker = Tracker(backends={"m": memory})
-    install_ignore_filter(tracker)
-    install_ignore_filter(tracker)
-    assert tracker.processors.count(drop_ignored) == 1
-    with muted():
-        tracker.emit("dropped")
-    tracker.emit("kept")
-    assert memory.names() == ["kept"]
-    assert tracker.stats()["vetoed"] == 1
+def test_a_tracker_ref_looks_its_name_up_at_each_use() -> None:
+    ref = TrackerRef("ref-test")
+    assert ref.get() is None
+    first, second = Tracker(), Tracker()
+    register_tracker(first, "ref-test")
+    try:
+        assert ref.get() is first
+        register_tracker(second, "ref-test")
+        assert ref.get() is second
+    finally:
+        unregister_tracker("ref-test")
+    fixed = Tracker()
+    assert TrackerRef(fixed).get() is fixed
+    with pytest.raises(TypeError, match="a Tracker or a name"):
+        TrackerRef(3)  # type: ignore[arg-type]
+
+
+def test_a_tracker_ref_warns_once_and_says_what_to_do(caplog: pytest.LogCaptureFixture) -> None:
+    ref = TrackerRef("nowhere", without="the widget gets no context", hint="call setup()")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert set(pool.map(lambda _: ref.get(), range(50))) == {None}
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert "'nowhere'" in message
+    assert "the widget gets no context" in message
+    assert "call setup()" in message
 
 
 def test_the_context_pool_runs_each_call_in_the_submitters_context() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -175,6 +176,23 @@ def test_set_exit_timeout_refuses_nonsense() -> None:
 
 def test_install_signal_handlers_is_exported_at_the_top() -> None:
     assert eventrouter.install_signal_handlers is lifecycle.install_signal_handlers
+
+
+def test_every_public_name_is_listed_and_every_function_documented() -> None:
+    public = {
+        name
+        for name, value in vars(lifecycle).items()
+        if not name.startswith("_")
+        and (
+            (inspect.isfunction(value) and value.__module__ == lifecycle.__name__)
+            or (name.isupper() and isinstance(value, int | float))
+        )
+    }
+    assert public == set(lifecycle.__all__)
+    for name in lifecycle.__all__:
+        value = getattr(lifecycle, name)
+        if inspect.isfunction(value):
+            assert inspect.getdoc(value), f"{name} has no docstring"
 
 
 # -- fork --------------------------------------------------------------------------------

@@ -121,3 +121,93 @@ def test_metrics_options_are_documented_in_help(command: str) -> None:
         timeout=WAIT,
     )
     assert "--metrics-port" in done.stdout
+
+
+def _route(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "tree.yaml"
+    config.write_text(json.dumps({"backends": {"keep": {"class": "memory"}}}))
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"name": "x", "data": {}}\n')
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    return subprocess.run(
+        [sys.executable, "-m", "eventrouter", "route", str(config), str(events), *options],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=WAIT,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "http"])
+def test_a_metrics_port_out_of_range_is_refused_before_anything_runs(
+    tmp_path: Path, port: str
+) -> None:
+    done = _route(tmp_path, "--metrics-port", port)
+    assert done.returncode == 2
+    assert "--metrics-port" in done.stderr
+    assert "1 to 65535" in done.stderr
+
+
+def test_a_taken_metrics_port_is_named_as_the_metrics_port(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = _route(tmp_path, "--metrics-port", str(taken.getsockname()[1]))
+    assert done.returncode != 0
+    assert "metrics port" in done.stderr
+
+
+def test_the_metrics_folder_made_for_a_worker_is_removed_at_exit() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    script = (
+        "import os, sys\n"
+        "from eventrouter.metrics import use_multiprocess_dir\n"
+        "folder = use_multiprocess_dir()\n"
+        "if os.fork() == 0:\n"
+        "    sys.exit(0)\n"  # a forked child's exit (its at-exit hooks run) leaves it alone
+        "os.wait()\n"
+        "assert os.path.isdir(folder)\n"
+        "print(folder)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=WAIT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not Path(done.stdout.strip()).exists()
+
+
+def test_a_celery_child_that_ends_drops_its_live_gauges(tmp_path: Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    script = (
+        "import os\n"
+        "from celery.signals import worker_process_shutdown\n"
+        "from eventrouter.backends.buffered import BufferedBackend\n"
+        "from eventrouter.backends.memory import MemoryBackend\n"
+        "from eventrouter.metrics import prometheus\n"
+        "from eventrouter.tracker import Tracker\n"
+        "tracker = Tracker({'queue': BufferedBackend(MemoryBackend())})\n"
+        "prometheus.register(tracker, interval=3600)\n"
+        "prometheus.mark_celery_children_dead_at_exit()\n"
+        "live = f'gauge_livesum_{os.getpid()}.db'\n"
+        "assert live in os.listdir(os.environ['PROMETHEUS_MULTIPROC_DIR'])\n"
+        "worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)\n"
+        "assert live not in os.listdir(os.environ['PROMETHEUS_MULTIPROC_DIR'])\n"
+        "tracker.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=WAIT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

@@ -213,3 +213,42 @@ def test_replayed_events_keep_their_timestamp_as_a_datetime(tmp_path: Path) -> N
     assert report.ok
     assert sink.events[0]["timestamp"] == event["timestamp"]
     assert json.loads(json.dumps(sink.events[0]["data"])) == {}
+
+
+ROUTER_CONFIG = """\
+dead_letter: tree-dead.jsonl
+backends:
+  analytics:
+    processors: [{class: celery_backends.stamp}]
+    backends:
+      inbox: {class: celery_backends.FileSink, options: {path: inbox.jsonl}}
+      broken: {class: buffered_helpers.Refuses}
+      deeper:
+        processors: [{class: celery_backends.stamp}]
+        backends:
+          leaf: {class: celery_backends.FileSink, options: {path: leaf.jsonl}}
+"""
+
+
+def test_a_record_for_a_router_fans_out_to_its_children_and_counts_their_failures(
+    tmp_path: Path,
+) -> None:
+    """A worker's refused task names the celery node (a router): its children get the events,
+    its own processors do not run again, and what fails lands in the new file, counted."""
+    config = tmp_path / "tree.yaml"
+    config.write_text(ROUTER_CONFIG)
+    dl = tmp_path / "dead.jsonl"
+    made = dead_letters(dl, ["analytics"] * 3, error="SubtreeMismatchError")
+    result = run(str(config), str(dl), "--dead-letter", "again.jsonl", cwd=tmp_path)
+    assert result.returncode == 1  # something failed again: not a success
+    inbox = [json.loads(line) for line in (tmp_path / "inbox.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in inbox] == made
+    assert [e["data"].get("stamps") for e in inbox] == [None] * 3  # not processed again
+    leaf = [json.loads(line) for line in (tmp_path / "leaf.jsonl").read_text().splitlines()]
+    assert [e["data"]["stamps"] for e in leaf] == [1, 1, 1]  # "deeper" processors did run
+    again = list(read_dead_letters(tmp_path / "again.jsonl"))
+    assert sorted(r["event"]["id"] for r in again) == sorted(made)
+    assert {r["destination"] for r in again} == {"analytics.broken"}
+    assert not (tmp_path / "tree-dead.jsonl").exists()  # not the tree's own dead letter
+    assert (tmp_path / "dead.jsonl.replayed").exists()  # every record settled
+    assert "analytics.broken" in result.stdout

@@ -162,6 +162,7 @@ def test_a_raising_backend_between_two_good_ones_stops_neither() -> None:
         "vetoed": 0,
         "dead_lettered": 0,
         "lost": 2,
+        "lost_by": {"no_dead_letter": 2},
     }
     assert stats["a"]["delivered"] == 2
     assert stats["c"]["delivered"] == 2

@@ -428,3 +428,87 @@ def test_send_never_raises_when_the_root_router_does() -> None:
     tracker = Tracker(router=RaisingRouter())
     tracker.send(eventrouter.build_event("video.played"))
     assert tracker.stats()["internal_errors"] == 1
+
+
+# -- muted blocks ---------------------------------------------------------------------------
+
+
+def test_a_muted_block_drops_events_before_any_processor_and_counts_them() -> None:
+    sink = MemoryBackend()
+    seen: list[str] = []
+
+    def look(event: dict[str, Any]) -> dict[str, Any]:
+        seen.append(event["name"])
+        return event
+
+    tracker = Tracker(backends={"sink": sink}, processors=[look])
+    with tracker.muted():
+        tracker.emit("dropped")
+        tracker.send(eventrouter.build_event("replayed"))
+    tracker.emit("kept")
+    assert sink.names() == ["kept"]
+    assert seen == ["kept"]  # the processor never met the muted events
+    stats = tracker.stats()
+    assert stats["muted"] == 2
+    assert stats["received"] == 1
+    assert stats["vetoed"] == 0
+    assert tracker.processors == [look]  # nothing added to the user's chain
+
+
+def test_a_muted_block_survives_replacing_the_processors() -> None:
+    sink = MemoryBackend()
+    tracker = Tracker(backends={"sink": sink})
+    tracker.router.processors = []
+    tracker.router.register_processor(lambda event: event)
+    with tracker.muted():
+        tracker.emit("dropped")
+    assert sink.events == []
+
+
+def test_programmer_errors_still_raise_inside_a_muted_block(tracker: Tracker) -> None:
+    with tracker.muted(), pytest.raises(TypeError):
+        tracker.emit(3)  # type: ignore[arg-type]
+
+
+def test_muted_blocks_nest_and_belong_to_one_tracker(sink: MemoryBackend) -> None:
+    tracker = Tracker(backends={"sink": sink})
+    other_sink = MemoryBackend()
+    other = Tracker(backends={"sink": other_sink})
+    with tracker.muted():
+        with tracker.muted():
+            tracker.emit("inner")
+        tracker.emit("outer")
+        other.emit("other")
+    tracker.emit("after")
+    assert sink.names() == ["after"]
+    assert other_sink.names() == ["other"]
+
+
+def test_a_muted_block_is_private_to_its_thread(tracker: Tracker, sink: MemoryBackend) -> None:
+    with tracker.muted():
+        thread = threading.Thread(target=tracker.emit, args=("elsewhere",))
+        thread.start()
+        thread.join()
+    assert sink.names() == ["elsewhere"]
+
+
+def test_a_muted_block_left_in_another_context_does_not_raise(
+    tracker: Tracker, sink: MemoryBackend
+) -> None:
+    import contextvars
+
+    block = tracker.muted()
+    contextvars.copy_context().run(block.__enter__)  # entered in a copy...
+    block.__exit__(None, None, None)  # ...left here: reset() refuses, the value is restored
+    tracker.emit("kept")
+    assert sink.names() == ["kept"]
+
+
+def test_capture_events_does_not_capture_muted_events(registered: Tracker) -> None:
+    from eventrouter.testing import capture_events
+
+    with capture_events() as events:
+        with registered.muted():
+            tracker_module.emit("muted")
+        tracker_module.emit("heard")
+    assert [event["name"] for event in events] == ["heard"]

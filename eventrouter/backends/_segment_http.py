@@ -1,9 +1,11 @@
 """Posting messages to Segment's batch API, and what its answer means for delivery.
 
 The request is the one segment-analytics-python's consumer makes (``/v1/batch``, basic auth
-with the write key, its ``User-Agent``, optionally gzipped), made over the session given, in
-the calling thread. Needs the ``segment`` extra: :mod:`eventrouter.backends.segment` imports
-this module only when it is installed.
+with the write key, its ``User-Agent``, optionally gzipped, the body byte for byte what its
+``json.dumps`` writes), made over the session given, in the calling thread. Each message is
+encoded once, by :func:`chunks`, which measures it; :func:`post_batch` joins those texts.
+Needs the ``segment`` extra: :mod:`eventrouter.backends.segment` imports this module only
+when it is installed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import gzip as _gzip
 import json
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import requests
@@ -23,31 +26,43 @@ from segment.analytics.version import VERSION as SEGMENT_VERSION
 
 from eventrouter.errors import DeliveryError
 
-__all__ = ["chunks", "post_batch"]
+__all__ = ["chunks", "encode", "post_batch"]
 
 _MAX_RETRY_AFTER = 300.0
 """A ``Retry-After`` longer than this is taken as this many seconds."""
 
 
-def chunks(messages: list[dict[str, Any]], max_bytes: int) -> list[tuple[int, int]]:
-    """Split ``messages`` into ``(start, end)`` runs of at most ``max_bytes`` as JSON (a
-    message larger than that alone is a run of its own)."""
-    runs: list[tuple[int, int]] = []
+def encode(message: dict[str, Any]) -> str:
+    """``message`` as JSON, as segment-analytics-python encodes it (ASCII only, so its
+    length in characters is its length in bytes)."""
+    return json.dumps(message, cls=DatetimeSerializer)
+
+
+def chunks(messages: Sequence[dict[str, Any]], max_bytes: int) -> list[tuple[int, int, list[str]]]:
+    """Split ``messages`` into runs of at most ``max_bytes`` of JSON (a message larger than
+    that alone is a run of its own).
+
+    Returns ``(start, end, encoded)`` per run: ``messages[start:end]`` and those messages
+    encoded (by :func:`encode`), for :func:`post_batch`.
+    """
+    runs: list[tuple[int, int, list[str]]] = []
     start, size = 0, 0
+    encoded: list[str] = []
     for index, message in enumerate(messages):
-        length = len(json.dumps(message, cls=DatetimeSerializer).encode())
-        if index > start and size + length > max_bytes:
-            runs.append((start, index))
-            start, size = index, 0
-        size += length
+        text = encode(message)
+        if index > start and size + len(text) > max_bytes:
+            runs.append((start, index, encoded))
+            start, size, encoded = index, 0, []
+        size += len(text)
+        encoded.append(text)
     if start < len(messages):
-        runs.append((start, len(messages)))
+        runs.append((start, len(messages), encoded))
     return runs
 
 
 def post_batch(
     session: requests.Session,
-    batch: list[dict[str, Any]],
+    encoded: Sequence[str],
     *,
     write_key: str,
     host: str,
@@ -55,19 +70,15 @@ def post_batch(
     timeout: float,
     proxies: dict[str, str] | None,
 ) -> None:
-    """One request to ``{host}/v1/batch``.
+    """One request to ``{host}/v1/batch`` carrying the ``encoded`` messages (see
+    :func:`chunks`).
 
     Raises:
         DeliveryError: Segment did not take the batch: retryable for timeouts, connection
             errors, 408, 429 (``retry_after`` from its ``Retry-After``) and 5xx; permanent
             for other answers and for a request that cannot be made.
     """
-    body = {
-        "batch": batch,
-        "sentAt": _dt.datetime.now(_dt.UTC).isoformat(),
-        "writeKey": write_key,
-    }
-    data = json.dumps(body, cls=DatetimeSerializer).encode()
+    data = _body(encoded, _dt.datetime.now(_dt.UTC).isoformat(), write_key)
     credentials = base64.b64encode(f"{write_key}:".encode()).decode()
     headers = {
         "Content-Type": "application/json",
@@ -98,6 +109,15 @@ def post_batch(
     reason, retryable = _http_error(status)
     retry_after = _retry_after(response) if retryable else None
     raise DeliveryError(f"Segment backend: {reason}", retryable=retryable, retry_after=retry_after)
+
+
+def _body(encoded: Sequence[str], sent_at: str, write_key: str) -> bytes:
+    """The JSON body ``json.dumps({"batch": [...], "sentAt": ..., "writeKey": ...})`` would
+    write, built from messages already encoded (default separators, keys in that order)."""
+    return (
+        f'{{"batch": [{", ".join(encoded)}], "sentAt": {json.dumps(sent_at)}, '
+        f'"writeKey": {json.dumps(write_key)}}}'
+    ).encode()
 
 
 def _retry_after(response: Any) -> float | None:

@@ -48,7 +48,7 @@ from eventrouter.errors import (
 from eventrouter.event import IMMUTABLE_TYPES
 from eventrouter.typing import Backend, Event
 
-__all__ = ["DELIVERY_BUCKETS", "WHEN_FULL", "BufferedBackend"]
+__all__ = ["DELIVERY_BUCKETS", "MAX_NOTICE_EVENTS", "WHEN_FULL", "BufferedBackend", "is_retryable"]
 
 log = logging.getLogger("eventrouter.buffered")
 
@@ -72,8 +72,12 @@ _REASONS: Final = {
     "InFlightAtClose": _signals.Reason.IN_FLIGHT_AT_CLOSE,
 }
 
-# A signal to send from the worker thread: (signal, events, keyword arguments).
-_Notice = tuple[Any, list[Event], dict[str, Any]]
+# Signals to send from the worker thread, merged per (signal, keyword arguments): their events.
+_NoticeKey = tuple[Any, tuple[tuple[str, Any], ...]]
+
+MAX_NOTICE_EVENTS: Final = 1000
+"""The most events a node holds for signals its worker has yet to send; the events beyond
+are not signalled, only counted in ``stats()["unannounced"]`` (and logged)."""
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
@@ -208,7 +212,12 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _retryable(exc: BaseException) -> bool:
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a delivery that raised ``exc`` is worth trying again later: a
+    :class:`~eventrouter.errors.DeliveryError` says so itself (``retryable``), an ``OSError``
+    (connection refused, reset, timed out) is, and any other exception is a permanent failure
+    (a bug, or data the destination cannot take). The one rule of buffered nodes and Celery
+    workers alike."""
     if isinstance(exc, DeliveryError):
         return exc.retryable
     return isinstance(exc, OSError)
@@ -356,9 +365,13 @@ class BufferedBackend:
         self._retried = 0
         self._dead_lettered = 0
         self._lost = 0
+        self._lost_by: dict[str, int] = {}
+        self._failed_by: dict[str, int] = {}
         self._dropped: dict[str, int] = {}
         self._logs: dict[str, _Throttle] = {}
-        self._notices: list[_Notice] = []
+        self._notices: dict[_NoticeKey, list[Event]] = {}
+        self._notice_events = 0
+        self._unannounced = 0
         self._announcing = False
         self._overboard: list[Any] = []
         self._timings = _Timings()
@@ -408,7 +421,7 @@ class BufferedBackend:
             else:
                 reason = self._make_room(size)
             drops: list[Event] = []
-            if reason and _signals.watched:
+            if reason and _hears_drops():
                 drops = self._dropped_events(reason, event)
             if not reason or reason == "drop_oldest":
                 self._queue.append((payload, size, now))
@@ -426,8 +439,8 @@ class BufferedBackend:
         if not reason:
             return
         if reason in ("drop_oldest", "drop_newest"):  # logged outside the lock
+            why = _signals.Reason(reason)
             if drops:
-                why = _signals.Reason(reason)
                 self._notify(_signals.failed, drops, reason=why)
                 self._notify(_signals.dropped, drops, reason=why)
             self._log_full(reason)
@@ -448,7 +461,7 @@ class BufferedBackend:
         room for the event, else the reason it cannot be queued."""
         if self.when_full == "drop_oldest":
             dropped = 0
-            keep = _signals.watched
+            keep = _hears_drops()
             self._overboard = []
             while self._queue and (
                 len(self._queue) >= self.max_queue or self._bytes + size > self.max_bytes
@@ -537,23 +550,49 @@ class BufferedBackend:
         sent here when this node has no worker to do it (closing, closed)."""
         with self._lock:
             if not self._closing:
-                self._notices.append((signal, events, kwargs))
+                room = MAX_NOTICE_EVENTS - self._notice_events
+                if room < len(events):
+                    self._unannounced += len(events) - max(room, 0)
+                    events = events[: max(room, 0)]
+                    over = True
+                else:
+                    over = False
+                if events:
+                    key = (signal, tuple(sorted(kwargs.items())))
+                    held = self._notices.get(key)
+                    if held is None:
+                        self._notices[key] = list(events)
+                    else:
+                        held.extend(events)
+                    self._notice_events += len(events)
                 if self._worker is None:
                     self._start_worker()
                 self._wake.notify()
+                if not over:
+                    return
+            else:
+                _signals.send(signal, self.path, events=events, **kwargs)
                 return
-        _signals.send(signal, self.path, events=events, **kwargs)
+        held_back = self._throttle("unannounced").due()
+        if held_back is not None:
+            log.warning(
+                "buffered node %r: over %d events wait for their signals; the signals of "
+                "further ones are not sent, only counted in stats()['unannounced']",
+                self.path or type(self.backend).__name__,
+                MAX_NOTICE_EVENTS,
+            )
 
     def _announce(self) -> None:
         """Send the signals queued by :meth:`_notify` (on the worker, or at close)."""
         with self._lock:
-            notices, self._notices = self._notices, []
+            notices, self._notices = self._notices, {}
+            self._notice_events = 0
             self._announcing = bool(notices)
         if not notices:
             return
         try:
-            for signal, events, kwargs in notices:
-                _signals.send(signal, self.path, events=events, **kwargs)
+            for (signal, kwargs), events in notices.items():
+                _signals.send(signal, self.path, events=events, **dict(kwargs))
         finally:
             with self._lock:
                 self._announcing = False
@@ -650,7 +689,7 @@ class BufferedBackend:
                 first, started = now, time.monotonic()
             retry: list[_Item] = []
             for item, exc in failures:
-                if _retryable(exc):
+                if is_retryable(exc):
                     retry.append(item)
                 elif self._send_batch is not None and len(failures) > 1:
                     # A batch failed for good: maybe one poison event; try each half alone.
@@ -735,8 +774,9 @@ class BufferedBackend:
     def _pause(self, delay: float) -> bool:
         """Wait ``delay`` seconds before a retry; ``False`` if closing ran out of time first."""
         until = time.monotonic() + delay
-        with self._lock:
-            while True:
+        while True:
+            self._announce()  # drops and rejections meanwhile are signalled as they come
+            with self._lock:
                 if self._abandoned:
                     return False
                 now = time.monotonic()
@@ -745,8 +785,9 @@ class BufferedBackend:
                     return False
                 if now >= until:
                     return True
-                end = until if deadline is None else min(until, deadline)
-                self._wake.wait(end - now)
+                if not self._notices:
+                    end = until if deadline is None else min(until, deadline)
+                    self._wake.wait(end - now)
 
     # -- settling ---------------------------------------------------------------------------
 
@@ -826,19 +867,19 @@ class BufferedBackend:
         Returns whether they were written.
         """
         dead_letter = self.dead_letter
-        written = dead_letter is not None and dead_letter.write_many(
-            events,
-            destination=self.path,
-            error=error,
-            attempts=attempts,
-            first_failure=first,
-            last_failure=last,
-        )
-        with self._lock:
-            if written:
-                self._dead_lettered += len(events)
-            else:
-                self._lost += len(events)
+        count = 0  # written whole: always the first `count` events
+        if dead_letter is not None:
+            count = dead_letter.write_many(
+                events,
+                destination=self.path,
+                error=error,
+                attempts=attempts,
+                first_failure=first,
+                last_failure=last,
+            )
+        written = count == len(events)
+        missing = len(events) - count
+        why = reason or _REASONS.get(error, _signals.Reason.INTERNAL)
         lost: _signals.Reason | None = None
         if dead_letter is None:
             outcome = "LOST: give the node a dead_letter file to keep such events"
@@ -846,17 +887,25 @@ class BufferedBackend:
         elif written:
             outcome = f"written to {dead_letter.path}"
         else:
-            outcome = f"LOST: the dead-letter file {dead_letter.path} cannot be written"
+            outcome = (
+                f"LOST {missing} of them: the dead-letter file {dead_letter.path} cannot be written"
+            )
             lost = _signals.Reason.DEAD_LETTER_UNWRITABLE
-        if _signals.watched:
-            why = reason or _REASONS.get(error, _signals.Reason.INTERNAL)
+        with self._lock:
+            self._failed_by[why] = self._failed_by.get(why, 0) + len(events)
+            self._dead_lettered += count
+            if lost is not None:
+                self._lost += missing
+                self._lost_by[lost] = self._lost_by.get(lost, 0) + missing
+        if _signals.watched:  # events are kept for a signal only while it has receivers
             info = _signals.ErrorInfo(error, permanent)
             send = self._notify if defer else self._send_now
-            send(_signals.failed, events, error=info, reason=why)
-            if lost is None:
-                send(_signals.dead_lettered, events, error=info, reason=why)
-            else:
-                send(_signals.dropped, events, error=info, reason=lost)
+            if _signals.failed.receivers:
+                send(_signals.failed, events, error=info, reason=why)
+            if count and _signals.dead_lettered.receivers:
+                send(_signals.dead_lettered, events[:count], error=info, reason=why)
+            if lost is not None and _signals.dropped.receivers:
+                send(_signals.dropped, events[count:], error=info, reason=lost)
         if quiet:
             return written
         if lost is not None:
@@ -997,7 +1046,9 @@ class BufferedBackend:
         ``received`` (``send`` calls), ``queued`` (accepted into the queue), ``in_flight``,
         ``delivered`` (acknowledged by the backend), ``retried`` (event retries),
         ``dead_lettered``, ``dropped`` (by ``when_full`` mode), ``lost`` (given up with no
-        writable dead letter), ``failed`` (dead-lettered + dropped + lost), ``depth`` and
+        writable dead letter; ``lost_by`` splits it by reason), ``failed`` (dead-lettered +
+        dropped + lost; ``failed_by`` splits it by reason), ``unannounced`` (events whose
+        signal was not sent: over :data:`MAX_NOTICE_EVENTS`, counted once per signal), ``depth`` and
         ``bytes`` (queued now), ``oldest_age`` (seconds the oldest queued event has waited),
         ``delivery_seconds`` (a histogram of successful backend calls: ``bounds``, cumulative
         ``counts`` per bound, ``sum``, ``count``), and ``backend``: the wrapped backend's
@@ -1006,6 +1057,9 @@ class BufferedBackend:
         with self._lock:
             dropped = dict(self._dropped)
             out: dict[str, Any] = {
+                "lost_by": {str(k): v for k, v in self._lost_by.items()},
+                "failed_by": {**{str(k): v for k, v in self._failed_by.items()}, **dropped},
+                "unannounced": self._unannounced,
                 "received": self._received,
                 "queued": self._queued,
                 "in_flight": sum(1 for item in self._flight if not item.settled),
@@ -1049,6 +1103,11 @@ class BufferedBackend:
 
 _NOT_DELEGATED: Final = frozenset({"send_batch", "replay_batch", "bind_config"})
 """Hooks of the wrapped backend that :class:`BufferedBackend` must not appear to have."""
+
+
+def _hears_drops() -> bool:
+    """Whether a receiver waits for dropped events (only then does a node keep them)."""
+    return bool(_signals.watched and (_signals.dropped.receivers or _signals.failed.receivers))
 
 
 def _event_of(item: _Item) -> Event:

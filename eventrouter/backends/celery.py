@@ -1,5 +1,10 @@
 """CeleryRouter: a router node whose backends run on Celery workers.
 
+This module holds the node and its publishing side; the task's message encoding is in
+``_celery_codec``, the delivering side (workers, ``memory://``) in ``_celery_delivery``, and
+what publishers and workers agree on (retry policy, app settings, fingerprints) in
+``_celery_settings``.
+
 In the emitting process a ``CeleryRouter`` copies each event and runs its own processors,
 like any router; then, instead of calling its backends, it hands the event to a buffered
 delivery node (:class:`~eventrouter.backends.buffered.BufferedBackend`) whose worker thread
@@ -21,25 +26,24 @@ delivery and retry code, on the buffered node's thread: the same YAML works with
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import hashlib
-import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from eventrouter import _fork
-from eventrouter._loglabels import describe
+from eventrouter.backends._celery_codec import decode_batch, encode_batch
+from eventrouter.backends._celery_delivery import BatchOutcome, DeliveringNode
+from eventrouter.backends._celery_settings import (
+    RetryPolicy,
+    config_fingerprint,
+    configure_app,
+    python_fingerprint,
+)
 from eventrouter.backends.buffered import BufferedBackend
 from eventrouter.backends.routing import RoutingBackend
 from eventrouter.deadletter import DeadLetterFile
-from eventrouter.encoding import dumps, json_default
 from eventrouter.errors import DeliveryError, MissingExtraError, OptionError
 from eventrouter.typing import Backend, Event, Processor
 
@@ -64,204 +68,10 @@ TASK_NAME = "eventrouter.deliver"
 MEMORY_BROKER = "memory://"
 """The broker URL that runs the subtree in the emitting process (no broker, no worker)."""
 
-_TYPE_KEY = "$eventrouter"
-_PUBLISHING = {"max_retries": 0, "socket_connect_timeout": 5, "socket_timeout": 10}
-"""Transport options of publishers: one bounded attempt (the buffered node retries)."""
-
-# -- the message encoding -----------------------------------------------------------------
-
-
-def _tag(obj: object) -> Any:
-    """``json`` default hook: datetimes, dates, times, Decimals, UUIDs and bytes are tagged
-    so the worker gets them back as the same types; the rest follows eventrouter.encoding."""
-    if isinstance(obj, dt.datetime):
-        return {_TYPE_KEY: "datetime", "value": obj.isoformat()}
-    if isinstance(obj, dt.date):
-        return {_TYPE_KEY: "date", "value": obj.isoformat()}
-    if isinstance(obj, dt.time):
-        return {_TYPE_KEY: "time", "value": obj.isoformat()}
-    if isinstance(obj, Decimal):
-        return {_TYPE_KEY: "decimal", "value": str(obj)}
-    if isinstance(obj, uuid.UUID):
-        return {_TYPE_KEY: "uuid", "value": str(obj)}
-    if isinstance(obj, bytes | bytearray):
-        return {_TYPE_KEY: "bytes", "value": base64.b64encode(bytes(obj)).decode("ascii")}
-    return json_default(obj)
-
-
-_ENCODER = json.JSONEncoder(
-    ensure_ascii=True, check_circular=True, allow_nan=False, separators=(",", ":"), default=_tag
-)
-_DECODERS: dict[str, Any] = {
-    "datetime": dt.datetime.fromisoformat,
-    "date": dt.date.fromisoformat,
-    "time": dt.time.fromisoformat,
-    "decimal": Decimal,
-    "uuid": uuid.UUID,
-    "bytes": base64.b64decode,
-}
-
-
-def _untag(obj: dict[str, Any]) -> Any:
-    if len(obj) == 2 and _TYPE_KEY in obj and "value" in obj:
-        decode = _DECODERS.get(obj[_TYPE_KEY])
-        if decode is not None and isinstance(obj["value"], str):
-            try:
-                return decode(obj["value"])
-            except (ValueError, ArithmeticError):
-                return obj
-    return obj
-
-
-def encode_batch(events: Sequence[Event]) -> str:
-    """Encode events as the JSON text a task carries; never raises.
-
-    Datetimes (naive or aware, offset kept), dates, times, ``Decimal``, ``UUID`` and bytes come
-    back as the same values from :func:`decode_batch`. Any other value is written as
-    :mod:`eventrouter.encoding` writes it (a set becomes a list, an object its ``str``), and
-    so is a batch that plain JSON cannot hold (non-string keys, cycles, NaN): the whole batch
-    is then converted by that encoding's rules, and arrives with those values as strings.
-    """
-    try:
-        return _ENCODER.encode(list(events))
-    except (TypeError, ValueError, RecursionError):
-        return dumps(list(events))
-
-
-def decode_batch(text: str) -> list[Event]:
-    """The events :func:`encode_batch` encoded.
-
-    Raises:
-        ValueError: ``text`` is not an encoded batch (not JSON, or not a list of objects).
-    """
-    events = json.loads(text, object_hook=_untag)
-    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
-        raise ValueError("a task's events must be a JSON list of event objects")
-    return events
-
-
-# -- retry policy -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How a worker retries a destination that failed (the ``task_retry`` option).
-
-    Attributes:
-        max_retries: retries after the first attempt; then the events are dead-lettered.
-        backoff: the first retry waits up to this many seconds, doubling each time.
-        backoff_max: no retry waits longer than this.
-        jitter: wait a random time up to the computed delay ("full jitter").
-    """
-
-    max_retries: int = 5
-    backoff: float = 1.0
-    backoff_max: float = 300.0
-    jitter: bool = True
-
-    @classmethod
-    def from_option(cls, value: Mapping[str, Any] | None) -> RetryPolicy:
-        """Validate the ``task_retry`` option.
-
-        Raises:
-            OptionError: an unknown key, or a value of the wrong type or range.
-        """
-        if value is None:
-            return cls()
-        if not isinstance(value, Mapping):
-            raise OptionError("task_retry", "task_retry must be a mapping (max_retries, ...)")
-        known = {"max_retries", "backoff", "backoff_max", "jitter"}
-        unknown = sorted(str(k) for k in value if k not in known)
-        if unknown:
-            raise OptionError(
-                "task_retry",
-                f"task_retry has unknown key(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}",
-                where=(unknown[0],),
-            )
-        policy = cls(**value)
-        if type(policy.max_retries) is not int or policy.max_retries < 0:
-            raise OptionError(
-                "task_retry", "task_retry.max_retries must be an int >= 0", where=("max_retries",)
-            )
-        for name in ("backoff", "backoff_max"):
-            number = getattr(policy, name)
-            if isinstance(number, bool) or not isinstance(number, int | float) or number < 0:
-                raise OptionError(
-                    "task_retry",
-                    f"task_retry.{name} must be a number of seconds >= 0",
-                    where=(name,),
-                )
-        if not isinstance(policy.jitter, bool):
-            raise OptionError(
-                "task_retry", "task_retry.jitter must be true or false", where=("jitter",)
-            )
-        return policy
-
-    def countdown(self, retries: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before retry number ``retries + 1`` (Celery's backoff), at least
-        the ``retry_after`` a backend asked for."""
-        from celery.utils.time import get_exponential_backoff_interval
-
-        wait: float = get_exponential_backoff_interval(
-            factor=self.backoff,
-            retries=retries,
-            maximum=self.backoff_max,
-            full_jitter=False,
-        )
-        if self.jitter:
-            import random
-
-            wait = random.uniform(0, wait)
-        if retry_after is not None and retry_after > wait:
-            wait = min(float(retry_after), max(self.backoff_max, float(retry_after)))
-        return wait
-
-
-# -- delivery of one batch ----------------------------------------------------------------
-
-
-@dataclass
-class BatchOutcome:
-    """What one attempt at delivering a batch to a subtree did.
-
-    Attributes:
-        delivered: events acknowledged, counted once per destination.
-        dead_lettered: events written to the dead letter (failed permanently), per destination.
-        pending: for each destination that failed in a way worth retrying, the indexes (in the
-            batch) of the events still to deliver to it.
-        errors: the exception type of each pending destination's last failure.
-        retry_after: the longest wait a failing backend asked for, if any.
-    """
-
-    delivered: int = 0
-    dead_lettered: int = 0
-    pending: dict[str, list[int]] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    retry_after: float | None = None
-
-
-def _is_permanent(exc: BaseException) -> bool:
-    return isinstance(exc, DeliveryError) and not exc.retryable
-
-
-def _direct(backend: Backend) -> Backend:
-    """The backend itself, or the one a buffered node wraps: on a worker the task is only
-    acknowledged once the events are delivered, so delivery must not be queued again."""
-    if isinstance(backend, BufferedBackend):
-        inner: Backend = backend.backend
-        return inner
-    return backend
-
-
-def _utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat()
-
-
 # -- the node -----------------------------------------------------------------------------
 
 
-class CeleryRouter(RoutingBackend):
+class CeleryRouter(DeliveringNode, RoutingBackend):
     """A router whose processors run here and whose backends run on Celery workers.
 
     Args:
@@ -341,9 +151,15 @@ class CeleryRouter(RoutingBackend):
         self._delivered = 0
         self._retried = 0
         self._dead_lettered = 0
+        self._lost = 0
         self._by_destination: dict[str, list[int]] = {}
         if not self.in_process:
             _require_celery()
+            # Import and build everything publishing needs here, on the caller's thread:
+            # imported lazily on the publishing thread, a fork while that thread holds a
+            # module's import lock leaves the child's publisher waiting on it for good, and
+            # at interpreter exit some imports are refused altogether.
+            _warm_up(self._app.get())
         # publishing runs on this node's thread, started by the first event (never on workers)
         self._buffer = BufferedBackend(
             _Publisher(self),
@@ -369,7 +185,7 @@ class CeleryRouter(RoutingBackend):
         """A short hash of the subtree the workers run: from the configuration as written when
         built from YAML, else from the classes and names of the backends."""
         if self._fingerprint is None:
-            self._fingerprint = _digest(_structure(self))
+            self._fingerprint = python_fingerprint(self)
         return self._fingerprint
 
     # -- the emitting side --------------------------------------------------------------------
@@ -425,184 +241,14 @@ class CeleryRouter(RoutingBackend):
         if events:
             self.publish(encode_batch(events), len(events))
 
-    # -- the delivering side (workers, and memory://) ------------------------------------------
-
-    def deliver(
-        self,
-        events: Sequence[Event],
-        pending: Mapping[str, Sequence[int]] | None = None,
-        *,
-        attempt: int = 1,
-        first_failure: str | None = None,
-    ) -> BatchOutcome:
-        """Deliver ``events`` once to the backends (all, or those in ``pending`` and only the
-        events listed there); failures are not raised but returned, permanent ones
-        dead-lettered at once."""
-        outcome = BatchOutcome()
-        for name, backend in list(self.backends.items()):
-            if pending is None:
-                indexes = list(range(len(events)))
-            elif name in pending:
-                indexes = [i for i in pending[name] if 0 <= i < len(events)]
-            else:
-                continue
-            before = outcome.delivered
-            self._deliver_to(
-                name=name,
-                backend=_direct(backend),
-                events=events,
-                indexes=indexes,
-                outcome=outcome,
-                attempt=attempt,
-                first_failure=first_failure,
-            )
-            self._count(name, delivered=outcome.delivered - before)
-        with self._counts:
-            self._delivered += outcome.delivered
-            self._dead_lettered += outcome.dead_lettered
-        return outcome
-
-    def _deliver_to(
-        self,
-        *,
-        name: str,
-        backend: Backend,
-        events: Sequence[Event],
-        indexes: list[int],
-        outcome: BatchOutcome,
-        attempt: int,
-        first_failure: str | None,
-    ) -> None:
-        batch = [events[i] for i in indexes]
-        send_batch = getattr(backend, "send_batch", None)
-        if callable(send_batch) and len(batch) > 1:
-            try:
-                send_batch(batch)
-            except Exception as exc:
-                if not _is_permanent(exc):
-                    self._note_retry(name, indexes, exc, outcome)
-                    return
-                # one poison event must not take its neighbours down: one at a time
-            else:
-                outcome.delivered += len(batch)
-                return
-        for index, event in zip(indexes, batch, strict=True):
-            try:
-                if callable(send_batch):
-                    send_batch([event])
-                else:
-                    backend.send(event)
-            except Exception as exc:
-                if _is_permanent(exc):
-                    self._dead_letter([event], name, exc, attempt, first_failure)
-                    outcome.dead_lettered += 1
-                else:
-                    self._note_retry(name, [index], exc, outcome)
-            else:
-                outcome.delivered += 1
-
-    def _count(self, name: str, *, delivered: int = 0, dead_lettered: int = 0) -> None:
-        with self._counts:
-            counts = self._by_destination.setdefault(name, [0, 0])
-            counts[0] += delivered
-            counts[1] += dead_lettered
-
-    def _note_retry(
-        self, name: str, indexes: list[int], exc: BaseException, outcome: BatchOutcome
-    ) -> None:
-        outcome.pending.setdefault(name, []).extend(indexes)
-        outcome.errors[name] = type(exc).__name__
-        after = getattr(exc, "retry_after", None)
-        if isinstance(after, int | float) and not isinstance(after, bool):
-            outcome.retry_after = max(outcome.retry_after or 0.0, float(after))
-
-    def give_up(
-        self,
-        events: Sequence[Event],
-        outcome: BatchOutcome,
-        *,
-        attempts: int,
-        first_failure: str | None,
-    ) -> int:
-        """Dead-letter what ``outcome`` left pending; returns how many events that was."""
-        total = 0
-        for name, indexes in outcome.pending.items():
-            failed = [events[i] for i in indexes]
-            self._dead_letter(
-                failed, name, outcome.errors.get(name, "DeliveryError"), attempts, first_failure
-            )
-            total += len(failed)
-        with self._counts:
-            self._dead_lettered += total
-        return total
-
-    def _dead_letter(
-        self,
-        events: Sequence[Event],
-        name: str,
-        error: BaseException | str,
-        attempts: int,
-        first_failure: str | None,
-    ) -> None:
-        self._count(name, dead_lettered=len(events))
-        destination = f"{self.path}.{name}" if self.path else name
-        reason = error if isinstance(error, str) else type(error).__name__
-        ids = ", ".join(repr(e.get("id")) for e in events[:3]) + (" ..." if len(events) > 3 else "")
-        if self.dead_letter is None:
-            where = "LOST: no dead_letter file is configured"
-        elif write_dead_letter(
-            self.dead_letter,
-            events,
-            destination=destination,
-            reason=reason,
-            attempts=attempts,
-            first_failure=first_failure,
-        ):
-            where = f"written to {self.dead_letter.path}"
-        else:
-            where = f"LOST: the dead-letter file {self.dead_letter.path} cannot be written"
-        log.error(
-            "destination %r gave up on %d event(s) (ids %s) after %d attempt(s): %s; %s",
-            destination,
-            len(events),
-            ids,
-            attempts,
-            reason,
-            where,
-        )
-
-    def note_retry(self, count: int) -> None:
-        """Count ``count`` events scheduled to be delivered again."""
-        with self._counts:
-            self._retried += count
-
-    def run_in_process(self, payload: str) -> None:
-        """Deliver an encoded batch here, retrying with the task's policy (``memory://``)."""
-        events = decode_batch(payload)
-        pending: dict[str, list[int]] | None = None
-        first: str | None = None
-        retries = 0
-        while True:
-            outcome = self.deliver(events, pending, attempt=retries + 1, first_failure=first)
-            if not outcome.pending:
-                return
-            first = first or _utc_now()
-            if retries >= self.retry_policy.max_retries:
-                self.give_up(events, outcome, attempts=retries + 1, first_failure=first)
-                return
-            self.note_retry(sum(len(v) for v in outcome.pending.values()))
-            wait = self.retry_policy.countdown(retries, outcome.retry_after)
-            self._stopping.wait(wait)  # closing: the retries left are made without waiting
-            pending = outcome.pending
-            retries += 1
-
     # -- introspection and lifecycle ---------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         """Counters: ``received``, ``vetoed``, ``processor_errors``; ``published`` events and
         ``tasks``; ``failed`` (events never published, dead-lettered by the buffered node);
         ``delivered``/``retried``/``dead_lettered`` for batches delivered in this process
-        (on a worker, or with ``memory://``); ``backends``: per backend, ``delivered`` and
+        (on a worker, or with ``memory://``), and ``lost``: given up on with no writable
+        dead letter; ``backends``: per backend, ``delivered`` and
         ``failed`` (dead-lettered) with ``memory://``, ``None`` when they run on workers;
         ``buffer``: the buffered node's own counters."""
         routed = super().stats()
@@ -616,6 +262,7 @@ class CeleryRouter(RoutingBackend):
                 "delivered": self._delivered,
                 "retried": self._retried,
                 "dead_lettered": self._dead_lettered,
+                "lost": self._lost,
             }
             by_destination = {name: list(c) for name, c in self._by_destination.items()}
         # per backend, as a router reports them; on a publisher they run elsewhere: unknown
@@ -691,60 +338,6 @@ class _Publisher:
         return f"celery publisher of {self._node.path!r}"
 
 
-# -- helpers shared with the worker ------------------------------------------------------------
-
-
-def configure_app(app: Any, node: CeleryRouter, *, publishing: bool) -> None:
-    """Settings a publishing or a working Celery app needs for ``node``'s broker.
-
-    A publisher tries to connect once, within seconds (the buffered node retries); a worker
-    keeps Celery's own reconnecting, so it survives a broker restart.
-    """
-    transport = {**_PUBLISHING, **node.broker_options} if publishing else node.broker_options
-    app.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_default_queue=node.queue,
-        worker_prefetch_multiplier=1,
-        broker_transport_options=dict(transport),
-        broker_connection_timeout=transport.get("socket_connect_timeout", 4),
-        broker_connection_retry_on_startup=True,
-        task_ignore_result=True,
-    )
-
-
-def write_dead_letter(
-    dead_letter: DeadLetterFile,
-    events: Sequence[Event],
-    *,
-    destination: str,
-    reason: str,
-    attempts: int,
-    first_failure: str | None,
-) -> bool:
-    """Write ``events`` to ``dead_letter`` as failed at ``destination``; never raises."""
-    first = _parse_time(first_failure)
-    return dead_letter.write_many(
-        events,
-        destination=destination,
-        error=reason,
-        attempts=attempts,
-        first_failure=first,
-        last_failure=dt.datetime.now(dt.UTC),
-    )
-
-
-def _parse_time(text: str | None) -> dt.datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
 def _require_celery() -> None:
     try:
         import celery  # noqa: F401
@@ -752,35 +345,33 @@ def _require_celery() -> None:
         raise MissingExtraError("the celery backend", "celery", "celery") from None
 
 
-def _structure(backend: Any) -> Any:
-    if isinstance(backend, RoutingBackend):
-        return {
-            "class": describe(backend),
-            "processors": [describe(p) for p in backend.processors],
-            "backends": {name: _structure(b) for name, b in backend.backends.items()},
-        }
-    return describe(backend)
+def _warm_up(app: Any) -> None:
+    """Import what the first ``send_task`` would import, without connecting to the broker:
+    the transport and its client library, and (through a task published to an in-memory
+    broker) Celery's own message, result and event machinery."""
+    import concurrent.futures.thread  # noqa: F401 - imported by the transports at exit
+    import encodings.idna  # noqa: F401 - host names
+    import hmac  # noqa: F401 - client libraries' authentication
+    import secrets  # noqa: F401
+
+    from celery import Celery
+
+    connection = app.connection_for_write()
+    try:
+        connection.transport  # noqa: B018 - imports the transport and its client library
+    finally:
+        connection.release()
+    rehearsal = Celery("eventrouter-warm-up", broker=MEMORY_BROKER, set_as_current=False)
+    configure_app(rehearsal, _Settings(app.conf.task_default_queue), publishing=True)
+    try:
+        rehearsal.send_task(TASK_NAME, args=[], queue="eventrouter-warm-up", retry=False)
+    finally:
+        rehearsal.close()
 
 
-def _digest(structure: Any) -> str:
-    text = json.dumps(structure, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+class _Settings:
+    """The options :func:`configure_app` reads, for the warm-up's in-memory app."""
 
-
-def _as_written(node: Any) -> Any:
-    options = {}
-    for key, value in node.options.items():
-        options[key] = node.written.get(key, value)
-    return {
-        "class": node.class_name,
-        "enabled": node.enabled,
-        "options": options,
-        "processors": [_as_written(p) for p in node.processors],
-        "backends": {name: _as_written(child) for name, child in node.backends.items()},
-    }
-
-
-def config_fingerprint(node: Any) -> str:
-    """The fingerprint of a configuration node's subtree: its ``backends`` as written in the
-    YAML (``${VAR}`` unexpanded, so hosts with different secrets agree)."""
-    return _digest({name: _as_written(child) for name, child in node.backends.items()})
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.broker_options: dict[str, Any] = {}

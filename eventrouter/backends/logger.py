@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from eventrouter import signals as _signals
 from eventrouter.backends._jsonlines import (
     EventJsonFormatter,
     EventOrjsonFormatter,
@@ -265,6 +266,7 @@ class LoggerBackend:
         self._formatter = event_formatter(line_format=line_format)
         self._truncated = _Counter()
         self._dropped = _Counter()
+        self._drop_log = _signals.DropLog()
         self._suppressed = _Counter()
         self._file: LineFile | _TimedFile | None = None
         self._logger: logging.Logger | None = None
@@ -382,16 +384,22 @@ class LoggerBackend:
             kept = " (written to the dead-letter file)"
             if not _dead_letter(self.dead_letter, event, self.node_path, "oversize"):
                 kept = " (the dead-letter file cannot be written)"
-        if self._dropped.increment() == 1:
+        self._dropped.increment()
+        _signals.leaf_dropped(self.node_path, [event], _signals.Reason.TOO_LARGE)
+        held = self._drop_log.due(_signals.Reason.TOO_LARGE)
+        if held is not None:
             log.warning(
                 "JSON log backend %r: dropped event %r (id %r): its line of %d characters is "
-                "over max_event_size %s%s; further drops are counted in stats()['dropped']",
+                "over max_event_size %s%s; %d more dropped since the last such line (logged "
+                "at most once per %g s; all are counted in stats()['dropped'])",
                 self.node_path,
                 event.get("name"),
                 event.get("id"),
                 size,
                 self.max_event_size,
                 kept,
+                held,
+                _signals.LOG_EVERY,
             )
 
     def _log(self, event: Event, line: str) -> None:

@@ -89,7 +89,12 @@ class RoutingBackend:
         self._failed: dict[str, int] = {}
         self._kept_by: dict[str, int] = {}
         self._lost_by: dict[str, int] = {}
+        self._lost_why: dict[str, dict[str, int]] = {}
         self._backend_vetoes: dict[str, int] = {}
+        # Per backend: which object it is, and the events routed before it was (counts
+        # delivered from there); set as the hot path snapshots the targets after a change.
+        self._known: dict[str, tuple[int, int]] = {}
+        self._stats_errors: dict[str, int] = {}
         if backends:
             for name in sorted(backends):
                 self._backends[name] = backends[name]
@@ -164,7 +169,25 @@ class RoutingBackend:
                 targets = self._targets = tuple(
                     (name, backend.send) for name, backend in self._backends.items()
                 )
+                self._note_backends()
         return targets
+
+    def _note_backends(self) -> None:
+        """With the lock held: a backend new under its name is counted from now on (the
+        event being routed, counted in ``received`` already, is its first)."""
+        known = self._known
+        routed = max(self._received - self._vetoed - 1, 0)
+        for name, backend in self._backends.items():
+            entry = known.get(name)
+            if entry is None or entry[0] != id(backend):
+                known[name] = (id(backend), routed)
+                if entry is not None:  # a replacement starts with counters of its own
+                    for counts in (self._failed, self._kept_by, self._lost_by):
+                        counts.pop(name, None)
+                    self._lost_why.pop(name, None)
+                    self._backend_vetoes.pop(name, None)
+        for name in [name for name in known if name not in self._backends]:
+            del known[name]
 
     def _snapshot_chain(self) -> tuple[Processor, ...]:
         with self._lock:
@@ -256,13 +279,16 @@ class RoutingBackend:
         ``delivered`` for each backend that does not signal its own outcomes."""
         backends = self._backends
         for name, send in targets:
+            drops = _signals.leaf_drops()
             try:
                 send(event)
             except Exception as exc:
                 self._backend_failed(name, event, exc)
                 continue
-            if _signals.delivered.receivers and not getattr(
-                type(backends.get(name)), "signals_outcomes", False
+            if (
+                _signals.delivered.receivers
+                and _signals.leaf_drops() == drops  # the backend dropped it itself: signalled
+                and not getattr(type(backends.get(name)), "signals_outcomes", False)
             ):
                 _signals.send(_signals.delivered, self._child_path(name), events=[event])
 
@@ -305,6 +331,9 @@ class RoutingBackend:
             with self._lock:
                 kept = self._lost_by if reason else self._kept_by
                 kept[name] = kept.get(name, 0) + 1
+                if reason:
+                    why = self._lost_why.setdefault(name, {})
+                    why[reason] = why.get(reason, 0) + 1
             if _signals.watched:
                 self._signal_failure(path, event, exc, reason)
             log.error(
@@ -383,10 +412,14 @@ class RoutingBackend:
              "backends": {name: {"delivered": n, "failed": n, "vetoed": n,
                                  "dead_lettered": n, "lost": n, "stats": {...}}}}
 
-        ``failed`` counts the events the backend raised on, plus those it accepted and later
-        gave up on, which an asynchronous backend reports as ``failed`` in its own ``stats()``
-        (Segment's client, a buffered backend). ``delivered`` is the rest of the events routed
-        to it: an event still queued or in flight counts as delivered until it fails.
+        ``failed`` counts the events the backend raised on, plus, for a node that settles its
+        own outcomes (a buffered node, a router), those it accepted and later gave up on
+        (its own ``stats()["failed"]``); for another backend with a ``failed`` of its own
+        (which may count what it raised too), the larger of the two. ``delivered`` is the
+        rest of the events routed to it since it was registered: an event still queued or in
+        flight counts as delivered until it fails. ``lost_by`` splits ``lost`` by reason;
+        ``stats_errors`` (present once it happened) counts the times the backend's own
+        ``stats()`` raised.
         A backend's ``vetoed`` counts the events it raised a veto on (a router of another
         library that lets the veto through); ``dead_lettered`` and ``lost`` split the events
         it raised on into those this router's dead-letter file kept and those it did not.
@@ -399,8 +432,12 @@ class RoutingBackend:
             failed = dict(self._failed)
             dead_lettered = dict(self._kept_by)
             lost = dict(self._lost_by)
+            lost_why = {
+                name: {str(k): v for k, v in why.items()} for name, why in self._lost_why.items()
+            }
             backend_vetoes = dict(self._backend_vetoes)
             backends = dict(self._backends)
+            known = dict(self._known)
         routed = received - vetoed
         out: dict[str, Any] = {
             "received": received,
@@ -416,19 +453,48 @@ class RoutingBackend:
                 "vetoed": backend_vetoes.get(name, 0),
                 "dead_lettered": dead_lettered.get(name, 0),
                 "lost": lost.get(name, 0),
+                "lost_by": lost_why.get(name, {}),
             }
             child_stats = getattr(backend, "stats", None)
             if callable(child_stats):
-                own = child_stats()
-                entry["stats"] = own
+                own = self._child_stats(name, child_stats)
+                if own is not None:
+                    entry["stats"] = own
+                # A node that settles its own outcomes (buffered, a router) raises nothing:
+                # what it gave up on is its own ``failed``. Any other backend's ``failed`` may
+                # count what it raised too (Segment sent synchronously): the larger one.
                 later = own.get("failed") if isinstance(own, Mapping) else None
                 if type(later) is int:
-                    entry["failed"] += later
-            entry["delivered"] = max(routed - entry["failed"] - entry["vetoed"], 0)
+                    if getattr(type(backend), "signals_outcomes", False):
+                        entry["failed"] += later
+                    else:
+                        entry["failed"] = max(entry["failed"], later)
+            if name in self._stats_errors:
+                entry["stats_errors"] = self._stats_errors[name]
+            mine = known.get(name)
+            since = routed - (mine[1] if mine is not None and mine[0] == id(backend) else routed)
+            entry["delivered"] = max(since - entry["failed"] - entry["vetoed"], 0)
             out["backends"][name] = entry
         if self.dead_letter is not None:
             out["dead_letter"] = self.dead_letter.stats()
         return out
+
+    def _child_stats(self, name: str, child_stats: Callable[[], Any]) -> Any:
+        """A backend's own ``stats()``; ``None`` (counted, logged once) when it raises."""
+        try:
+            return child_stats()
+        except Exception as exc:
+            with self._lock:
+                errors = self._stats_errors[name] = self._stats_errors.get(name, 0) + 1
+            if errors == 1:
+                log.error(
+                    "stats() of backend %r raised %s; its own numbers are left out (counted "
+                    "in stats()['backends'][%r]['stats_errors'], logged once)",
+                    self._child_path(name),
+                    type(exc).__name__,
+                    name,
+                )
+            return None
 
     def flush(self, timeout: float | None = None) -> None:
         """Ask every backend that buffers to deliver what it holds, all side by side,

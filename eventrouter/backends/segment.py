@@ -344,9 +344,9 @@ class SegmentBackend:
             )
             messages, positions = [], []
         delivered = 0
-        for start, end in chunks(messages, MAX_BATCH_BYTES):
+        for start, end, encoded in chunks(messages, MAX_BATCH_BYTES):
             try:
-                self._post(settings, messages[start:end])
+                self._post(settings, messages[start:end], encoded)
             except DeliveryError as exc:
                 self._count("failed", len(messages) - start)
                 if not delivered and not invalid:
@@ -369,12 +369,13 @@ class SegmentBackend:
                 retryable=False,
             )
 
-    def _post(self, settings: _Settings, batch: list[dict[str, Any]]) -> None:
-        """One request to Segment; ``on_error`` hears of a failure before it is raised."""
+    def _post(self, settings: _Settings, batch: list[dict[str, Any]], encoded: list[str]) -> None:
+        """One request to Segment with ``batch`` (``encoded``: the same messages as JSON);
+        ``on_error`` hears of a failure before it is raised."""
         try:
             post_batch(
                 self._sessions.get(),
-                batch,
+                encoded,
                 write_key=settings.write_key,
                 host=settings.host,
                 gzip=settings.gzip,

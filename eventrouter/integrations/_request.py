@@ -15,30 +15,30 @@ start-up, from the options all three integrations share:
 - ``context_hook``: a callable given the framework's request that returns the app's own keys
   (``course_id`` from the URL, a tenant); its failures are counted and logged by type only.
 
-Events emitted while an ignored path is served are vetoed by :func:`drop_ignored`, a
-processor each integration adds to its tracker's root chain; they are counted as ``vetoed``.
+Each integration finds its tracker through a :class:`TrackerRef`, and serves an ignored
+path inside the tracker's :meth:`~eventrouter.tracker.Tracker.muted` block: what is emitted
+there is dropped before routing, counted as ``muted`` in the tracker's ``stats()``.
 """
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import hmac
 import ipaddress
+import itertools
 import logging
 import re
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from hashlib import sha256
 from typing import Any, NamedTuple
 
 from eventrouter import _fork
-from eventrouter.errors import EventEmissionExit
+from eventrouter.errors import TrackerNotRegisteredError
 from eventrouter.patterns import PatternSet
-from eventrouter.tracker import Tracker
-from eventrouter.typing import Event
+from eventrouter.tracker import Tracker, get_tracker
 
 __all__ = [
     "CONTEXT_KEYS",
@@ -50,10 +50,8 @@ __all__ = [
     "Header",
     "HeaderGetter",
     "RequestContextBuilder",
+    "TrackerRef",
     "astream_in_context",
-    "drop_ignored",
-    "install_ignore_filter",
-    "muted",
     "parse_proxies",
     "stream_in_context",
 ]
@@ -116,39 +114,62 @@ ContextHook = Callable[[Any], Mapping[str, Any] | None]
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-_ignored: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "eventrouter_request_ignored", default=False
-)
 
+class TrackerRef:
+    """The tracker an integration works with: a given one, or one looked up by name.
 
-def drop_ignored(event: Event) -> Event:
-    """A processor that vetoes every event emitted while an ignored path is served."""
-    if _ignored.get():
-        raise EventEmissionExit
-    return event
+    A name is looked up at each :meth:`get`, so a tracker registered (or replaced) after
+    start-up is used from then on. When none is registered the integration goes on without
+    one, and the first time that happens it logs a WARNING that says what to do.
 
+    Args:
+        tracker: a :class:`Tracker`, or the name it is registered under.
+        without: what the integration does without a tracker (``"requests get no
+            context"``), for the warning.
+        hint: how to register one (``"set EVENTROUTER_CONFIG"``), for the warning.
 
-_install_lock = _fork.Lock()
+    Raises:
+        TypeError: ``tracker`` is neither a :class:`Tracker` nor a name.
+    """
 
+    __slots__ = ("_misses", "fixed", "hint", "name", "without")
 
-def install_ignore_filter(tracker: Tracker) -> None:
-    """Add :func:`drop_ignored` to ``tracker``'s root chain, once."""
-    with _install_lock:
-        if drop_ignored not in tracker.router.processors:
-            tracker.router.register_processor(drop_ignored)
+    def __init__(
+        self,
+        tracker: Tracker | str = "default",
+        *,
+        without: str = "requests get no context",
+        hint: str = "register one at start-up",
+    ) -> None:
+        if not isinstance(tracker, (Tracker, str)):
+            raise TypeError(f"tracker must be a Tracker or a name, not {type(tracker).__name__}")
+        self.fixed: Tracker | None = tracker if isinstance(tracker, Tracker) else None
+        self.name: str | None = tracker if isinstance(tracker, str) else None
+        self.without = without
+        self.hint = hint
+        self._misses = itertools.count()
 
-
-@contextmanager
-def muted() -> Iterator[None]:
-    """Inside the block, events are dropped by :func:`drop_ignored` (an ignored path)."""
-    token = _ignored.set(True)
-    try:
-        yield
-    finally:
+    def get(self) -> Tracker | None:
+        """The tracker, or ``None`` when none is registered under the name (warned once)."""
+        fixed = self.fixed
+        if fixed is not None:
+            return fixed
+        name = self.name or "default"
         try:
-            _ignored.reset(token)
-        except ValueError:  # the block ended in another context (a generator moved)
-            _ignored.set(False)
+            return get_tracker(name)
+        except TrackerNotRegisteredError:
+            if next(self._misses) == 0:  # atomic: exactly one warning, whatever the threads
+                log.warning(
+                    "eventrouter: no tracker is registered as %r, so %s: %s",
+                    name,
+                    self.without,
+                    self.hint,
+                )
+            return None
+
+    def __repr__(self) -> str:
+        target = self.fixed if self.fixed is not None else self.name
+        return f"TrackerRef({target!r})"
 
 
 def parse_proxies(proxies: Iterable[str]) -> tuple[_Network, ...]:

@@ -27,10 +27,9 @@ from eventrouter.integrations._request import (
     HEADERS,
     ContextHook,
     RequestContextBuilder,
-    install_ignore_filter,
-    muted,
+    TrackerRef,
 )
-from eventrouter.tracker import Tracker, get_tracker
+from eventrouter.tracker import Tracker
 
 __all__ = ["ASGIApp", "Receive", "Scope", "Send", "TrackingContextMiddleware"]
 
@@ -164,35 +163,24 @@ class TrackingContextMiddleware:
             context_hook=context_hook,
             max_length=max_length,
         )
-        self._installed: Tracker | None = None
-        if tracker is not None:
-            install_ignore_filter(tracker)
-            self._installed = tracker
-
-    def _tracker(self) -> Tracker | None:
-        tracker = self.tracker
-        if tracker is None:
-            try:
-                tracker = get_tracker()
-            except LookupError:
-                return None
-            if tracker is not self._installed:
-                install_ignore_filter(tracker)
-                self._installed = tracker
-        return tracker
+        self._tracker = TrackerRef(
+            tracker if tracker is not None else "default",
+            hint="pass tracker= to TrackingContextMiddleware, or register one at start-up "
+            "with eventrouter.tracker.register_tracker",
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the wrapped app inside the request's context."""
         if scope.get("type") not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        tracker = self._tracker()
+        tracker = self._tracker.get()
         if tracker is None:
             await self.app(scope, receive, send)
             return
         path = scope.get("path") or "/"
         if self.builder.ignored(path):
-            with muted():
+            with tracker.muted():
                 await self.app(scope, receive, send)
             return
         context = self.builder.guarded(lambda: self.context(scope))

@@ -28,8 +28,8 @@ from typing import Any
 
 from eventrouter import _fork
 from eventrouter.errors import MissingExtraError
-from eventrouter.integrations._request import DEFAULT_MAX_LENGTH
-from eventrouter.tracker import Tracker, get_tracker
+from eventrouter.integrations._request import DEFAULT_MAX_LENGTH, TrackerRef
+from eventrouter.tracker import Tracker
 
 try:
     from celery import signals
@@ -65,18 +65,12 @@ MAX_VALUE_LENGTH = DEFAULT_MAX_LENGTH
 
 _UID = "eventrouter.integrations.celery"
 
-_target: Tracker | str = "default"
+_WITHOUT = "tasks carry no context"
+_HINT = "register one at start-up, in the processes that send tasks and in the workers"
+
+_ref = TrackerRef("default", without=_WITHOUT, hint=_HINT)
 _entered: dict[str, Tracker] = {}
 _entered_lock = _fork.Lock()
-
-
-def _tracker() -> Tracker | None:
-    if isinstance(_target, Tracker):
-        return _target
-    try:
-        return get_tracker(_target)
-    except LookupError:
-        return None
 
 
 def _portable(context: Mapping[Any, Any]) -> dict[str, Any]:
@@ -98,7 +92,7 @@ def _portable(context: Mapping[Any, Any]) -> dict[str, Any]:
 
 def _on_publish(headers: Any = None, **_: Any) -> None:
     try:
-        tracker = _tracker()
+        tracker = _ref.get()
         if tracker is None or not isinstance(headers, dict) or HEADER in headers:
             return
         context = tracker.resolve_context()
@@ -121,9 +115,11 @@ def _carried(task: Any) -> Mapping[str, Any] | None:
 
 
 def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
-    tracker = _tracker()
     context = _carried(task)
-    if tracker is None or context is None or task_id is None:
+    if context is None or task_id is None:
+        return
+    tracker = _ref.get()
+    if tracker is None:
         return
     try:
         bounded = _portable(context)
@@ -148,10 +144,8 @@ def _on_postrun(task_id: str | None = None, **_: Any) -> None:
 def carry_context(tracker: Tracker | str = "default") -> None:
     """Carry ``tracker``'s context (or the one registered under that name, looked up when
     used) from where tasks are sent into the workers that run them. Idempotent."""
-    global _target  # noqa: PLW0603 - one setting for the process's signal handlers
-    if not isinstance(tracker, (Tracker, str)):
-        raise TypeError(f"tracker must be a Tracker or a name, not {type(tracker).__name__}")
-    _target = tracker
+    global _ref  # noqa: PLW0603 - one setting for the process's signal handlers
+    _ref = TrackerRef(tracker, without=_WITHOUT, hint=_HINT)  # raises TypeError for a bad one
     signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid=_UID)
     signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid=_UID)
     signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid=_UID)
@@ -159,8 +153,8 @@ def carry_context(tracker: Tracker | str = "default") -> None:
 
 def stop_carrying_context() -> None:
     """Undo :func:`carry_context`."""
-    global _target  # noqa: PLW0603
-    _target = "default"
+    global _ref  # noqa: PLW0603
+    _ref = TrackerRef("default", without=_WITHOUT, hint=_HINT)
     signals.before_task_publish.disconnect(_on_publish, dispatch_uid=_UID)
     signals.task_prerun.disconnect(_on_prerun, dispatch_uid=_UID)
     signals.task_postrun.disconnect(_on_postrun, dispatch_uid=_UID)

@@ -20,16 +20,15 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from eventrouter.errors import MissingExtraError, TrackerNotRegisteredError
+from eventrouter.errors import MissingExtraError
 from eventrouter.integrations._request import (
     CONTEXT_NAME,
     DEFAULT_MAX_LENGTH,
     RequestContextBuilder,
-    install_ignore_filter,
-    muted,
+    TrackerRef,
     stream_in_context,
 )
-from eventrouter.tracker import Tracker, get_tracker, register_tracker
+from eventrouter.tracker import Tracker, register_tracker
 
 try:
     import flask
@@ -132,31 +131,20 @@ def init_app(
         context_hook=hook,
         max_length=settings.get("EVENTROUTER_MAX_VALUE_LENGTH", DEFAULT_MAX_LENGTH),
     )
-    fixed = tracker
-    if fixed is not None:
-        install_ignore_filter(fixed)
-    app.extensions[EXTENSION] = fixed
-    installed: list[Tracker] = []
-
-    def current() -> Tracker | None:
-        if fixed is not None:
-            return fixed
-        try:
-            found = get_tracker()
-        except TrackerNotRegisteredError:
-            return None
-        if not installed or installed[0] is not found:
-            install_ignore_filter(found)
-            installed[:] = [found]
-        return found
+    app.extensions[EXTENSION] = tracker
+    ref = TrackerRef(
+        tracker if tracker is not None else "default",
+        hint='set app.config["EVENTROUTER_CONFIG"] before init_app(app), or register one '
+        "at start-up with eventrouter.tracker.register_tracker",
+    )
 
     def enter() -> None:
         request = flask.request._get_current_object()  # type: ignore[attr-defined]
-        target = current()
+        target = ref.get()
         if target is None:
             return
         if builder.ignored(request.path):
-            scope: Callable[[], AbstractContextManager[Any]] = muted
+            scope: Callable[[], AbstractContextManager[Any]] = target.muted
         else:
             built = builder.guarded(lambda: _context(builder, request, app))
             if built is None:
@@ -186,4 +174,4 @@ def init_app(
     app.before_request_funcs.setdefault(None, []).insert(0, enter)
     app.after_request(stream)
     app.teardown_request(leave)
-    return fixed
+    return tracker

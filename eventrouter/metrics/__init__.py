@@ -8,17 +8,37 @@ Both expose the same instruments, read from the tree by :func:`eventrouter.metri
 
 from __future__ import annotations
 
+import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
-__all__ = ["use_multiprocess_dir"]
+__all__ = ["port_number", "use_multiprocess_dir"]
+
+
+def port_number(text: str) -> int:
+    """``--metrics-port``'s argparse type: a TCP port, 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to 65535)")
+    return port
+
+
+def _remove(folder: str, owner: int) -> None:
+    if os.getpid() == owner:  # not from a forked child that exits
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def use_multiprocess_dir() -> str:
     """Put prometheus_client in multiprocess mode for this process and the ones it forks:
     ``PROMETHEUS_MULTIPROC_DIR`` as set, else a new temporary folder. Call it before
-    ``prometheus_client`` is imported; returns the folder.
+    ``prometheus_client`` is imported; returns the folder. A folder made here is removed
+    when this process exits.
 
     Raises:
         RuntimeError: prometheus_client was imported before, in single-process mode.
@@ -33,4 +53,5 @@ def use_multiprocess_dir() -> str:
         )
     folder = tempfile.mkdtemp(prefix="eventrouter-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    atexit.register(_remove, folder, os.getpid())
     return folder

@@ -9,12 +9,15 @@ The same instruments as :mod:`eventrouter.metrics.prometheus`: observable counte
 ``eventrouter.events`` (attributes ``node``, ``outcome``) and ``eventrouter.dropped``
 (``node``, ``reason``), observable gauges ``eventrouter.queue.events``,
 ``eventrouter.queue.bytes`` and ``eventrouter.oldest_queued`` (seconds), and the histogram
-``eventrouter.delivery.duration`` (seconds per successful backend call of a buffered node,
-recorded from :data:`eventrouter.signals.delivered` on the delivering thread).
+``eventrouter.delivery.duration`` (seconds per successful backend call of a buffered node of
+this tree, recorded at each collection from its ``stats()["delivery_seconds"]``: no signal
+receiver is connected, so routing stays on its unwatched path).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -26,7 +29,6 @@ try:
 except ImportError as exc:  # pragma: no cover - the extra is installed in tests
     raise MissingExtraError("eventrouter.metrics.otel", "otel", "opentelemetry-api") from exc
 
-from eventrouter import signals
 from eventrouter.backends.buffered import DELIVERY_BUCKETS
 from eventrouter.metrics import tree
 
@@ -37,11 +39,18 @@ class _HasStats(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
 
+log = logging.getLogger("eventrouter.metrics")
+
+
 class Instruments:
     """The instruments :func:`instrument` created; :meth:`close` stops the histogram."""
 
     def __init__(self, source: _HasStats, meter_provider: MeterProvider | None) -> None:
         self.source = source
+        self._lock = threading.Lock()
+        self._timings: dict[str, tree.Histogram] = {}
+        self._closed = False
+        self._failures = 0
         provider = meter_provider or otel_metrics.get_meter_provider()
         meter = provider.get_meter("eventrouter")
         self.events = meter.create_observable_counter(
@@ -80,26 +89,47 @@ class Instruments:
             description="Seconds a buffered node's backend took per successful call.",
             explicit_bucket_boundaries_advisory=list(DELIVERY_BUCKETS),
         )
-        signals.delivered.connect(self._on_delivered)
 
     def _observe(
         self, pick: Callable[[tree.Reading], dict[Any, Any]], keys: tuple[str, ...]
     ) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(options: CallbackOptions) -> Iterable[Observation]:
-            values = pick(tree.read(self.source.stats()))
-            for labels, value in values.items():
+            reading = self._read()
+            if reading is None:
+                return
+            for labels, value in pick(reading).items():
                 parts = labels if isinstance(labels, tuple) else (labels,)
                 yield Observation(value, dict(zip(keys, parts, strict=True)))
 
         return callback
 
-    def _on_delivered(self, sender: str, *, seconds: float | None = None, **_: Any) -> None:
-        if seconds is not None:
-            self.delivery.record(seconds, {"node": tree.label(sender)})
+    def _read(self) -> tree.Reading | None:
+        """The tree's numbers now, after recording the delivery durations that are new in
+        them; ``None`` (logged once) when ``stats()`` raised."""
+        try:
+            reading = tree.read(self.source.stats(), tree.path_of(self.source))
+        except Exception as exc:
+            self._failures += 1
+            if self._failures == 1:
+                log.error(
+                    "stats() of %s raised %s; its metrics are left out (logged once)",
+                    type(self.source).__name__,
+                    type(exc).__name__,
+                )
+            return None
+        with self._lock:
+            if not self._closed:
+                for node, timings in reading.delivery_seconds.items():
+                    attributes = {"node": node}
+                    for seconds in tree.observations(self._timings.get(node), timings):
+                        self.delivery.record(seconds, attributes)
+                    self._timings[node] = timings
+        return reading
 
     def close(self) -> None:
         """Stop recording delivery durations (the observable instruments stay)."""
-        signals.delivered.disconnect(self._on_delivered)
+        with self._lock:
+            self._closed = True
 
 
 def instrument(tracker: _HasStats, meter_provider: MeterProvider | None = None) -> Instruments:

@@ -3,7 +3,6 @@ context, in sync and async views alike."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
@@ -12,22 +11,18 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponseBase
 
-from eventrouter.errors import TrackerNotRegisteredError
 from eventrouter.integrations._request import (
     CONTEXT_NAME,
     Header,
     RequestContextBuilder,
+    TrackerRef,
     astream_in_context,
-    install_ignore_filter,
-    muted,
     stream_in_context,
 )
 from eventrouter.integrations.django import _settings
-from eventrouter.tracker import Tracker, get_tracker
+from eventrouter.tracker import Tracker
 
 __all__ = ["VIEW_CONTEXT_NAME", "TrackingContextMiddleware"]
-
-log = logging.getLogger("eventrouter.integrations")
 
 VIEW_CONTEXT_NAME = "request.view"
 """The name the view's own context (its ``route``) is entered under, inside the request's."""
@@ -52,8 +47,11 @@ class TrackingContextMiddleware:
         self.get_response = get_response
         self.builder: RequestContextBuilder = _settings.build_builder()
         self.tracker_name = _settings.tracker_name()
-        self._installed: Tracker | None = None
-        self._warned = False
+        self._tracker = TrackerRef(
+            self.tracker_name,
+            hint="set EVENTROUTER_CONFIG (or EVENT_TRACKING_BACKENDS) and add "
+            '"eventrouter.integrations.django" to INSTALLED_APPS, or register one at start-up',
+        )
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
@@ -62,23 +60,6 @@ class TrackingContextMiddleware:
             self.process_view = self._process_view
 
     # -- helpers ------------------------------------------------------------------------------
-
-    def _tracker(self) -> Tracker | None:
-        try:
-            tracker = get_tracker(self.tracker_name)
-        except TrackerNotRegisteredError:
-            if not self._warned:
-                self._warned = True
-                log.warning(
-                    "eventrouter: no tracker is registered as %r; requests get no context. "
-                    "Set EVENTROUTER_CONFIG or register one at start-up.",
-                    self.tracker_name,
-                )
-            return None
-        if tracker is not self._installed:
-            install_ignore_filter(tracker)
-            self._installed = tracker
-        return tracker
 
     def _user(self, user: Any) -> tuple[Any, str | None]:
         """``(user_id, username)``; ``(None, None)`` for an anonymous user and when loading
@@ -124,11 +105,11 @@ class TrackingContextMiddleware:
     def _scope(
         self, request: HttpRequest, user: Any
     ) -> tuple[Tracker | None, Callable[[], AbstractContextManager[Any]] | None]:
-        tracker = self._tracker()
+        tracker = self._tracker.get()
         if tracker is None:
             return None, None
         if self.builder.ignored(request.path_info):
-            return None, muted
+            return None, tracker.muted
         context = self.builder.guarded(lambda: self._context(request, user))
         if context is None:
             return None, None
