@@ -10,11 +10,14 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import IO, Any, NotRequired, TypedDict
 
 __all__ = ["DeadLetterReader", "DeadLetterRecord", "read_dead_letters"]
 
 _RECORD_START = '{"destination":'
+
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+"""The longest line read as a record; a longer one is counted as damaged and read past."""
 
 
 class DeadLetterRecord(TypedDict):
@@ -47,7 +50,10 @@ class DeadLetterReader:
 
     def __iter__(self) -> Iterator[DeadLetterRecord]:
         with open(self.path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
+            for number, raw in enumerate(_bounded_lines(handle), start=1):
+                if raw is None:  # longer than MAX_RECORD_BYTES: read past, not kept
+                    self._damage(number)
+                    continue
                 if not raw.strip():
                     continue
                 record = _parse(raw)
@@ -62,6 +68,21 @@ class DeadLetterReader:
         self.damaged += 1
         if len(self.damaged_lines) < 100:
             self.damaged_lines.append(number)
+
+
+def _bounded_lines(handle: IO[bytes]) -> Iterator[bytes | None]:
+    """The lines of ``handle``, ``None`` for one longer than :data:`MAX_RECORD_BYTES` (read
+    past in pieces: a file of zeros without a newline never needs more memory than that)."""
+    while True:
+        line = handle.readline(MAX_RECORD_BYTES + 1)
+        if not line:
+            return
+        if len(line) <= MAX_RECORD_BYTES:
+            yield line
+            continue
+        while line and not line.endswith(b"\n"):
+            line = handle.readline(MAX_RECORD_BYTES)
+        yield None
 
 
 def _parse(raw: bytes) -> tuple[DeadLetterRecord, bool] | None:

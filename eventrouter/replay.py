@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,13 +216,13 @@ class _Replayer:
             if not dry_run:
                 self.carry(record)
             return
+        event = _envelope(record["event"])
+        if event is None:  # not an event: counted as damaged, left in the input
+            self.report.damaged += 1
+            return
         counts = self.report.destinations.setdefault(destination, DestinationCounts())
         counts.records += 1
         if not dry_run:
-            event = dict(record["event"])
-            when = parse_timestamp(event.get("timestamp"))
-            if when is not None:
-                event["timestamp"] = when
             node.send(event)
 
     def settle(self, interrupted: Callable[[], bool]) -> bool:
@@ -290,6 +292,48 @@ class _ReplayEntry:
         self.send_batch([event])
 
 
+def _check_input(path: Path) -> None:
+    """Refuse an input that is not a regular file, before anything is read or renamed."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a directory"
+            if stat.S_ISDIR(mode)
+            else "a FIFO or socket"
+            if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+            else "a device"
+        )
+        raise ValueError(
+            f"{path}: is {kind}, not a dead-letter file: replay reads and then renames regular "
+            f"files (copy the records to a file first)"
+        )
+
+
+def _envelope(event: dict[str, Any]) -> Event | None:
+    """The event of a record, completed where an older or hand-made record left keys out
+    (``data`` and ``context`` empty, ``timestamp`` unknown, a new ``id``); ``None`` when it
+    cannot be an event (no ``name``, or ``data``/``context`` that are not objects)."""
+    name = event.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    completed = dict(event)
+    for key in ("data", "context"):
+        value = completed.setdefault(key, {})
+        if value is None:
+            completed[key] = {}
+        elif not isinstance(value, dict):
+            return None
+    if not isinstance(completed.get("id"), str) or not completed["id"]:
+        completed["id"] = str(uuid.uuid4())
+    when = parse_timestamp(completed.get("timestamp"))
+    if when is not None or "timestamp" not in completed:
+        completed["timestamp"] = when
+    return completed
+
+
 def _int(value: object) -> int:
     return value if type(value) is int else 1
 
@@ -329,9 +373,13 @@ def replay(
             file is renamed, and the files not started are left as they are.
 
     Raises:
-        ValueError: ``dead_letter`` is one of the inputs.
+        ValueError: ``dead_letter`` is one of the inputs, or an input is not a regular file
+            (a directory, a device such as ``/dev/zero``, a FIFO: replay renames what it
+            settled, and a FIFO would wait for a writer forever).
     """
     paths = [Path(p) for p in inputs]
+    for path in paths:
+        _check_input(path)
     target = Path(dead_letter)
     if any(_same(target, p) for p in paths):
         raise ValueError(
