@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from eventrouter import signals as _signals
 from eventrouter.backends._celery_settings import RetryPolicy
 from eventrouter.backends.buffered import BufferedBackend, is_retryable
 from eventrouter.backends.routing import RoutingBackend
@@ -182,13 +183,9 @@ class DeliveringNode:
                 if not keys:
                     continue
                 indexes = sorted({i for k in keys for i in pending[k] if 0 <= i < len(events)})
-            before = (outcome.delivered, outcome.dead_lettered)
+            before = outcome.delivered
             self._deliver_leaf(path, leaf, events, indexes, outcome, attempt, first_failure)
-            self._count(
-                leaf.top,
-                delivered=outcome.delivered - before[0],
-                dead_lettered=outcome.dead_lettered - before[1],
-            )
+            self._count(path, delivered=outcome.delivered - before)
         with self._counts:
             self._delivered += outcome.delivered
             self._dead_lettered += outcome.dead_lettered
@@ -220,6 +217,10 @@ class DeliveringNode:
             part = parts.pop()
             failures = _attempt(leaf.backend, [batch[i] for i in part])
             outcome.delivered += len(part) - len(failures)
+            if _signals.watched and _signals.delivered.receivers:
+                failed_at = {position for position, _ in failures}
+                accepted = [batch[i] for n, i in enumerate(part) if n not in failed_at]
+                self._signal(_signals.delivered, path, accepted)
             permanent: list[tuple[int, BaseException]] = []
             for position, error in failures:
                 if is_retryable(error):
@@ -237,11 +238,21 @@ class DeliveringNode:
                 else:
                     outcome.unsettled.setdefault(path, []).append(index)
 
-    def _count(self, name: str, *, delivered: int = 0, dead_lettered: int = 0) -> None:
+    def _signal(self, signal: Any, path: str, events: Sequence[Event], **kwargs: Any) -> None:
+        """Send ``signal`` for the events of the leaf ``path`` (when it has receivers)."""
+        if events and _signals.watched and signal.receivers:
+            destination = f"{self.path}.{path}" if self.path else path
+            _signals.send(signal, destination, events=list(events), **kwargs)
+
+    def _count(
+        self, path: str, *, delivered: int = 0, dead_lettered: int = 0, lost: int = 0
+    ) -> None:
+        """Add to the counts of the leaf ``path``: delivered, dead-lettered, lost."""
         with self._counts:
-            counts = self._by_destination.setdefault(name, [0, 0])
+            counts = self._by_destination.setdefault(path, [0, 0, 0])
             counts[0] += delivered
             counts[1] += dead_lettered
+            counts[2] += lost
 
     def _note_retry(
         self, path: str, indexes: list[int], exc: BaseException, outcome: BatchOutcome
@@ -281,8 +292,6 @@ class DeliveringNode:
             )
             if written < len(failed):
                 outcome.unsettled.setdefault(path, []).extend(i for i, _ in failed[written:])
-            if leaf is not None:
-                self._count(leaf.top, dead_lettered=written)
             total += written
         with self._counts:
             self._dead_lettered += total
@@ -296,13 +305,17 @@ class DeliveringNode:
         attempts: int,
         first_failure: str | None,
     ) -> int:
-        """Write ``events`` as failed at the leaf ``path``; the number written."""
+        """Write ``events`` as failed at the leaf ``path``; the number written (the first
+        ones). Counts them per leaf as dead-lettered, the rest as lost, and signals
+        ``failed``, then ``dead_lettered`` and ``dropped`` for the rest."""
         destination = f"{self.path}.{path}" if self.path else path
         reason = error if isinstance(error, str) else type(error).__name__
         ids = ", ".join(repr(e.get("id")) for e in events[:3]) + (" ..." if len(events) > 3 else "")
         written = 0
+        lost: _signals.Reason | None = None
         if self.dead_letter is None:
             where = "LOST: no dead_letter file is configured"
+            lost = _signals.Reason.NO_DEAD_LETTER
         else:
             written = write_dead_letter(
                 self.dead_letter,
@@ -318,9 +331,20 @@ class DeliveringNode:
                 else f"{len(events) - written} NOT WRITTEN: the dead-letter file "
                 f"{self.dead_letter.path} cannot be written"
             )
-        if written < len(events):
+        missing = len(events) - written
+        if missing and lost is None:
+            lost = _signals.Reason.DEAD_LETTER_UNWRITABLE
+        self._count(path, dead_lettered=written, lost=missing)
+        if missing:
             with self._counts:
-                self._lost += len(events) - written
+                self._lost += missing
+        if _signals.watched:  # events are kept for a signal only while it has receivers
+            permanent = not isinstance(error, str)
+            why = _signals.Reason.PERMANENT if permanent else _signals.Reason.RETRIES_EXHAUSTED
+            info = _signals.ErrorInfo(reason, permanent)
+            self._signal(_signals.failed, path, events, error=info, reason=why)
+            self._signal(_signals.dead_lettered, path, events[:written], error=info, reason=why)
+            self._signal(_signals.dropped, path, events[written:], error=info, reason=lost)
         log.error(
             "destination %r gave up on %d event(s) (ids %s) after %d attempt(s): %s; %s",
             destination,

@@ -248,9 +248,11 @@ class CeleryRouter(DeliveringNode, RoutingBackend):
         ``tasks``; ``failed`` (events never published, dead-lettered by the buffered node);
         ``delivered``/``retried``/``dead_lettered`` for batches delivered in this process
         (on a worker, or with ``memory://``), and ``lost``: given up on with no writable
-        dead letter; ``backends``: per backend, ``delivered`` and
-        ``failed`` (dead-lettered) with ``memory://``, ``None`` when they run on workers;
-        ``buffer``: the buffered node's own counters."""
+        dead letter; ``backends``: per backend, ``delivered``, ``failed`` (``dead_lettered``
+        + ``lost``), ``dead_lettered`` and ``lost`` with ``memory://`` (a nested subtree's
+        leaves summed), ``None`` when they run on workers; ``destinations``: the same counts
+        per leaf path under this node (``sub.leaf``), for the leaves that delivered or gave
+        up on events in this process; ``buffer``: the buffered node's own counters."""
         routed = super().stats()
         out: dict[str, Any] = {
             key: routed[key] for key in ("received", "vetoed", "processor_errors") if key in routed
@@ -269,13 +271,18 @@ class CeleryRouter(DeliveringNode, RoutingBackend):
         out["backends"] = {
             name: {"delivered": None, "failed": None}
             if not self.in_process
-            else dict(zip(("delivered", "failed"), by_destination.get(name, [0, 0]), strict=True))
+            else _destination_counts(_under(by_destination, name))
             for name in self.backends
+        }
+        out["destinations"] = {
+            path: _destination_counts(counts) for path, counts in sorted(by_destination.items())
         }
         buffer_stats: Mapping[str, Any] = self._buffer.stats()
         out["buffer"] = dict(buffer_stats)
         failed = buffer_stats.get("failed", 0)
-        out["failed"] = (failed if isinstance(failed, int) else 0) + out["dead_lettered"]
+        out["failed"] = (
+            (failed if isinstance(failed, int) else 0) + out["dead_lettered"] + out["lost"]
+        )
         return out
 
     def flush(self, timeout: float | None = None) -> None:
@@ -375,3 +382,22 @@ class _Settings:
     def __init__(self, queue: str) -> None:
         self.queue = queue
         self.broker_options: dict[str, Any] = {}
+
+
+def _under(by_destination: Mapping[str, list[int]], name: str) -> list[int]:
+    """The counts of the leaves under the backend ``name`` (itself, or ``name.*``), summed."""
+    total = [0, 0, 0]
+    for path, counts in by_destination.items():
+        if path == name or path.startswith(f"{name}."):
+            total = [a + b for a, b in zip(total, counts, strict=True)]
+    return total
+
+
+def _destination_counts(counts: Sequence[int]) -> dict[str, int]:
+    delivered, dead_lettered, lost = counts
+    return {
+        "delivered": delivered,
+        "failed": dead_lettered + lost,
+        "dead_lettered": dead_lettered,
+        "lost": lost,
+    }
